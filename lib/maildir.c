@@ -1,0 +1,2 @@
+#include "maildir.h"
+int maildir_placeholder(void) { return 0; }

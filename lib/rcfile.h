@@ -1,0 +1,5 @@
+/* rcfile: placeholder until the module lands. */
+#ifndef CORREO_RCFILE_H
+#define CORREO_RCFILE_H
+int rcfile_placeholder(void);
+#endif
