@@ -1,0 +1,2 @@
+#include "sort.h"
+int sort_placeholder(void) { return 0; }
