@@ -1,7 +1,282 @@
-/* correo: placeholder entry point until the listing lands. */
+/*
+ * correo: command line entry point.
+ *
+ * Until the interactive client lands, `correo -f PATH` prints a listing of
+ * every folder of a Maildir or Maildir++ tree: per folder its counts, per
+ * message its flags, date, sender and subject, oldest first.  Every string
+ * from a message passes lib/sanitize before it is printed.
+ *
+ * Exit status: 0 listed; 1 the tree could not be opened or a message could
+ * not be read (the others are still listed); 2 usage error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "err.h"
+#include "maildir.h"
+#include "message.h"
+#include "sanitize.h"
+#include "xalloc.h"
+
+#define HEADER_READ_MAX (1024 * 1024)
+#define FROM_COLS 22
+
+struct row {
+    time_t date;
+    char flags[3];
+    char *from;       /* sanitized */
+    char *subject;    /* sanitized */
+};
+
+static void usage(FILE *to)
 {
-    printf("correo %s\n", CORREO_VERSION);
-    return 0;
+    fprintf(to,
+            "usage: correo [-f MAILDIR]\n"
+            "       correo --help | --version\n"
+            "\n"
+            "  -f MAILDIR   the Maildir or Maildir++ tree to list\n"
+            "               (default: $MAILDIR, else ~/Maildir)\n");
+}
+
+/* Read the header block of fd: up to the first empty line, at most
+ * HEADER_READ_MAX bytes. */
+static int read_header(int fd, struct buf *out, struct err *e)
+{
+    for (;;) {
+        char *p = buf_reserve(out, 16384);
+        ssize_t n;
+
+        if (!p)
+            return 0;   /* ceiling: the parser takes what we have */
+        n = read(fd, p, 16384);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return err_sys(e, "read");
+        }
+        if (n == 0)
+            return 0;
+        buf_commit(out, (size_t)n);
+        if (memmem(out->data, out->len, "\n\n", 2) || memmem(out->data, out->len, "\r\n\r\n", 4))
+            return 0;
+    }
+}
+
+static char *clean(const char *s)
+{
+    return s ? sanitize_term_dup(s, strlen(s), 0) : xstrdup("");
+}
+
+static int read_row(const struct maildir_folder *f, const struct maildir_entry *ent,
+                    struct row *row, struct err *e)
+{
+    struct maildir_ref ref = MAILDIR_REF_INIT;
+    struct message *m = NULL;
+    struct buf hdr;
+    int fd = -1, rc = -1;
+
+    maildir_ref_set(&ref, ent->sub, ent->name);
+    if (maildir_open_message(f, &ref, &fd, e) < 0)
+        goto out;
+    buf_init(&hdr, HEADER_READ_MAX);
+    if (read_header(fd, &hdr, e) < 0) {
+        buf_free(&hdr);
+        goto out;
+    }
+    if (message_parse_headers(hdr.data ? hdr.data : "", hdr.len, NULL, &m, e) < 0) {
+        buf_free(&hdr);
+        goto out;
+    }
+
+    const struct msg_envelope *env = &m->env;
+    row->date = env->date_valid ? env->date : 0;
+    if (ent->flags & MAILDIR_F_TRASHED)
+        row->flags[0] = 'd';
+    else if (ent->sub == MAILDIR_SUB_NEW)
+        row->flags[0] = 'N';
+    else if (!(ent->flags & MAILDIR_F_SEEN))
+        row->flags[0] = 'O';
+    else if (ent->flags & MAILDIR_F_REPLIED)
+        row->flags[0] = 'r';
+    else
+        row->flags[0] = ' ';
+    row->flags[1] = (ent->flags & MAILDIR_F_FLAGGED) ? '!'
+                    : (ent->flags & MAILDIR_F_DRAFT) ? 'D' : ' ';
+    row->flags[2] = '\0';
+    if (env->from.n > 0)
+        row->from = clean(env->from.v[0].name && env->from.v[0].name[0]
+                              ? env->from.v[0].name : env->from.v[0].addr);
+    else
+        row->from = clean("(no sender)");
+    row->subject = clean(env->subject ? env->subject : "(no subject)");
+    message_free(m);
+    buf_free(&hdr);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    maildir_ref_free(&ref);
+    return rc;
+}
+
+static int by_date(const void *a, const void *b)
+{
+    const struct row *x = a, *y = b;
+    return (x->date > y->date) - (x->date < y->date);
+}
+
+/* Print s in exactly cols columns (cut or padded); cols 0: all of it. */
+static void put_cols(const char *s, size_t cols)
+{
+    size_t len = strlen(s), used;
+
+    if (cols == 0) {
+        fputs(s, stdout);
+        return;
+    }
+    size_t n = sanitize_fit(s, len, cols, &used);
+    fwrite(s, 1, n, stdout);
+    for (; used < cols; used++)
+        putchar(' ');
+}
+
+static int list_folder(const struct maildir *md, const char *name, size_t term_cols)
+{
+    struct maildir_folder *f;
+    struct maildir_scan *scan;
+    struct err e;
+    size_t n_new = 0, n_unread = 0, n_flagged = 0, n_rows = 0;
+    struct row *rows;
+    int status = 0;
+
+    if (maildir_folder_open(md, name, &f, &e) < 0 || maildir_scan(f, 0, &scan, &e) < 0) {
+        char *n = clean(name);
+        fprintf(stderr, "correo: %s: %s\n", n, e.text);
+        free(n);
+        return 1;
+    }
+    rows = xcalloc(scan->n ? scan->n : 1, sizeof *rows);
+    for (size_t i = 0; i < scan->n; i++) {
+        const struct maildir_entry *ent = &scan->v[i];
+        if (read_row(f, ent, &rows[n_rows], &e) < 0) {
+            char *fname = clean(ent->name);
+            fprintf(stderr, "correo: %s: %s\n", fname, e.text);
+            free(fname);
+            status = 1;
+            continue;
+        }
+        n_new += ent->sub == MAILDIR_SUB_NEW;
+        n_unread += ent->sub == MAILDIR_SUB_NEW || !(ent->flags & MAILDIR_F_SEEN);
+        n_flagged += (ent->flags & MAILDIR_F_FLAGGED) != 0;
+        n_rows++;
+    }
+    qsort(rows, n_rows, sizeof *rows, by_date);
+
+    char *shown = clean(name);
+    printf("%s: %zu messages, %zu new, %zu unread, %zu flagged\n", shown, n_rows, n_new,
+           n_unread, n_flagged);
+    free(shown);
+    for (size_t i = 0; i < n_rows; i++) {
+        char date[32] = "                ";
+        struct tm tm;
+        /* flags(2) + 2 spaces + date(16) + 2 + from + 2 */
+        size_t fixed = 2 + 2 + 16 + 2 + FROM_COLS + 2;
+
+        if (rows[i].date && localtime_r(&rows[i].date, &tm))
+            strftime(date, sizeof date, "%Y-%m-%d %H:%M", &tm);
+        printf("%s  %-16s  ", rows[i].flags, date);
+        put_cols(rows[i].from, FROM_COLS);
+        fputs("  ", stdout);
+        put_cols(rows[i].subject, term_cols > fixed ? term_cols - fixed : 0);
+        putchar('\n');
+        free(rows[i].from);
+        free(rows[i].subject);
+    }
+    free(rows);
+    free(scan);
+    maildir_folder_close(f);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    char *owned = NULL;
+    struct maildir *md;
+    struct maildir_folder_list *folders;
+    struct err e;
+    struct winsize ws;
+    size_t term_cols = 0;
+    int c, status = 0;
+
+    while ((c = getopt_long(argc, argv, "f:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("correo %s\n", CORREO_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!path)
+        path = getenv("MAILDIR");
+    if (!path || !*path) {
+        const char *home = getenv("HOME");
+        if (!home || !*home) {
+            fprintf(stderr, "correo: no -f given and neither $MAILDIR nor $HOME is set\n");
+            return 2;
+        }
+        path = owned = xasprintf("%s/Maildir", home);
+    }
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        term_cols = ws.ws_col;
+
+    md = NULL;
+    if (maildir_open(path, &md, &e) < 0 || maildir_list_folders(md, &folders, &e) < 0) {
+        char *p = clean(path);
+        fprintf(stderr, "correo: %s: %s\n", p, e.text);
+        free(p);
+        if (md)
+            maildir_close(md);
+        free(owned);
+        return 1;
+    }
+    for (size_t i = 0; i < folders->n; i++) {
+        if (i > 0)
+            putchar('\n');
+        if (list_folder(md, folders->v[i].name, term_cols) != 0)
+            status = 1;
+    }
+    free(folders);
+    maildir_close(md);
+    free(owned);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "correo: writing the listing: %s\n", strerror(errno));
+        return 1;
+    }
+    return status;
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "message.h"   /* struct msg_addr: display name + addr-spec */
+
 enum msg_flag {
     MSG_SEEN     = 1u << 0,  /* Maildir S, IMAP \Seen */
     MSG_REPLIED  = 1u << 1,  /* Maildir R, IMAP \Answered */
@@ -27,11 +29,6 @@ enum msg_flag {
     MSG_NEW      = 1u << 6,  /* not yet seen by any client: Maildir new/, IMAP \Recent */
     MSG_DELETED  = 1u << 7,  /* marked for deletion in this session (applied at sync) */
     MSG_TAGGED   = 1u << 8,  /* tagged in this session */
-};
-
-struct msg_addr {
-    char *name;              /* display name, NULL if none */
-    char *addr;              /* addr-spec without <> */
 };
 
 struct msg_addrlist {
