@@ -180,6 +180,53 @@ static void expand_var(struct lexer *x)
         word_put(x, val, strlen(val));
 }
 
+/* At a backslash (not before a newline): decode mutt's escapes, as mutt's
+ * own tokenizer does, so "\\Cf" is control-F and "\\e" is ESC in a bind or
+ * macro.  Any other escaped character stands for itself. */
+static void lex_escape(struct lexer *x)
+{
+    int d = peek(x, 1);
+    char ch;
+
+    x->pos += 2;
+    switch (d) {
+    case 'n': ch = '\n'; break;
+    case 't': ch = '\t'; break;
+    case 'r': ch = '\r'; break;
+    case 'f': ch = '\f'; break;
+    case 'e': case 'E': ch = '\033'; break;
+    case 'c': case 'C': {
+        int k = peek(x, 0);
+        if (k >= 0 && k != '\n' && ((k >= '@' && k <= '_') || (k >= 'a' && k <= 'z') || k == '?')) {
+            x->pos++;
+            ch = k == '?' ? (char)0x7f : (char)(k & 0x1f);
+            if (ch == 0) {
+                fail(x, "NUL byte in line");
+                return;
+            }
+        } else {
+            ch = (char)d;
+        }
+        break;
+    }
+    default:
+        if (d >= '0' && d <= '7' && peek(x, 0) >= '0' && peek(x, 0) <= '7' &&
+            peek(x, 1) >= '0' && peek(x, 1) <= '7') {
+            int v = (d - '0') * 64 + (peek(x, 0) - '0') * 8 + (peek(x, 1) - '0');
+            x->pos += 2;
+            if (v == 0 || v > 0xff) {
+                fail(x, v ? "octal escape out of range" : "NUL byte in line");
+                return;
+            }
+            ch = (char)v;
+        } else {
+            ch = (char)d;
+        }
+        break;
+    }
+    word_put(x, &ch, 1);
+}
+
 static void skip_to_eol(struct lexer *x)
 {
     while (x->pos < x->len && x->p[x->pos] != '\n')
@@ -242,15 +289,7 @@ static void lex_double(struct lexer *x)
                 x->pos++;
                 return;
             }
-            x->pos += 2;
-            switch (d) {
-            case 'n': ch = '\n'; break;
-            case 't': ch = '\t'; break;
-            case 'r': ch = '\r'; break;
-            case 'e': ch = '\033'; break;
-            default:  ch = (char)d; break;
-            }
-            word_put(x, &ch, 1);
+            lex_escape(x);
             continue;
         }
         ch = (char)c;
@@ -321,9 +360,7 @@ static void lex_command(struct lexer *x)
             break;
         case '\\':
             if (peek(x, 1) >= 0 && peek(x, 1) != '\n') {
-                char ch = (char)peek(x, 1);
-                x->pos += 2;
-                word_put(x, &ch, 1);
+                lex_escape(x);
                 continue;
             }
             x->pos++;        /* lone trailing backslash: nothing */

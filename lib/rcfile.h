@@ -6,8 +6,10 @@
  * ';'.  A command is words separated by blanks:
  *
  *   'single quoted'   literal, no escapes
- *   "double quoted"   \" \\ \n \t \r \e (ESC) escapes; any other \c is c
- *   unquoted          \c is c (so "\;", "\#", "\ " are literal)
+ *   "double quoted"   and unquoted: mutt's escapes \n \t \r \f, \e (ESC),
+ *                     \Cx or \cx (control-x), \NNN (octal byte); any other
+ *                     escaped character is itself ("\"", "\\", "\;", "\#",
+ *                     "\ ", "\$")
  *   # comment         from a '#' that starts a word to the end of the line
  *   trailing \        joins the next line (also inside double quotes)
  *   $NAME ${NAME}     environment variables, expanded unquoted and inside

@@ -61,6 +61,11 @@ static const struct lex_case cases[] = {
     {"set x=${bad\nok\n", "2:ok\n", "t:1: bad ${...} variable reference"},
     {"no newline at end", "1:no|newline|at|end\n", ""},
     {"set crlf\r\nnext\r\n", "1:set|crlf\n2:next\n", ""},
+    /* mutt's escapes, unquoted and in double quotes; single quotes keep them */
+    {"bind index \\Cf \\cb \\ev \\E \\101 \\C? x\n", "1:bind|index|\006|\002|\033v|\033|A|\177|x\n", ""},
+    {"macro index \"\\Cx\\n\\f\" '\\Cx'\n", "1:macro|index|\030\n\f|\\Cx\n", ""},
+    {"set a=\\C1 b=\\9 c=\\12x\n", "1:set|a=C1|b=9|c=12x\n", ""},
+    {"set z=\\000\nnext\n", "2:next\n", "t:1: NUL byte in line"},
 };
 
 static void lexer_table(void **state)
