@@ -1300,65 +1300,92 @@ struct raw_vec {
     size_t n, cap;
 };
 
-static int scan_dir(const struct maildir_folder *f, enum maildir_sub sub, unsigned scan_flags,
-                    struct buf *names, struct raw_vec *rv, struct err *e)
+int maildir_scan_names(const struct maildir_folder *f, maildir_name_fn fn, void *ctx,
+                       struct err *e)
 {
-    char *dir = xasprintf("%s/%s", f->path, sub_name(sub));
-    DIR *d = opendir(dir);
-    struct dirent *de;
+    static const enum maildir_sub order[2] = {MAILDIR_SUB_NEW, MAILDIR_SUB_CUR};
 
-    if (d == NULL) {
-        err_sys(e, "cannot read %s", dir);
-        free(dir);
-        return -1;
-    }
-    for (;;) {
-        struct raw_entry *r;
-        size_t len;
+    for (int i = 0; i < 2; i++) {
+        char *dir = xasprintf("%s/%s", f->path, sub_name(order[i]));
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int rc = 0;
 
-        errno = 0;
-        de = readdir(d);
-        if (de == NULL)
-            break;
-        if (de->d_name[0] == '.' || de->d_type == DT_DIR)
-            continue;
-        if (rv->n == rv->cap) {
-            rv->cap = rv->cap ? rv->cap * 2 : 256;
-            rv->v = xreallocarray(rv->v, rv->cap, sizeof(*rv->v));
+        if (d == NULL) {
+            err_sys(e, "cannot read %s", dir);
+            set_box_scope(e);
+            free(dir);
+            return -1;
         }
-        r = &rv->v[rv->n];
-        len = strlen(de->d_name);
-        r->off = names->len;
-        r->len = len;
-        r->sub = sub;
-        r->size = -1;
-        r->mtime = 0;
-        if (scan_flags & MAILDIR_SCAN_STAT) {
-            struct stat st;
-
-            if (fstatat(dirfd(d), de->d_name, &st, 0) == 0) {
-                if (S_ISDIR(st.st_mode))
+        for (;;) {
+            errno = 0;
+            de = readdir(d);
+            if (de == NULL)
+                break;
+            if (de->d_name[0] == '.' || de->d_type == DT_DIR)
+                continue;
+            if (de->d_type == DT_UNKNOWN) {
+                /* file systems without d_type: one stat to skip directories */
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISDIR(st.st_mode))
                     continue;
-                r->size = st.st_size;
-                r->mtime = st.st_mtime;
-            } else if (errno != ENOENT) {
-                err_sys(e, "cannot stat %s/%s", dir, de->d_name);
-                closedir(d);
-                free(dir);
-                return -1;
             }
+            rc = fn(ctx, dirfd(d), de->d_name, strlen(de->d_name), order[i], e);
+            if (rc != 0)
+                break;
         }
-        buf_add(names, de->d_name, len + 1);
-        rv->n++;
-    }
-    if (errno != 0) {
-        err_sys(e, "cannot read %s", dir);
+        if (rc == 0 && errno != 0) {
+            err_sys(e, "cannot read %s", dir);
+            set_box_scope(e);
+            rc = -1;
+        }
         closedir(d);
         free(dir);
-        return -1;
+        if (rc != 0)
+            return rc;
     }
-    closedir(d);
-    free(dir);
+    return 0;
+}
+
+struct scan_collect {
+    unsigned scan_flags;
+    struct buf *names;
+    struct raw_vec *rv;
+};
+
+static int collect_name(void *ctx, int dirfd, const char *name, size_t len,
+                        enum maildir_sub sub, struct err *e)
+{
+    struct scan_collect *c = ctx;
+    struct raw_vec *rv = c->rv;
+    struct raw_entry *r;
+    off_t size = -1;
+    time_t mtime = 0;
+
+    if (c->scan_flags & MAILDIR_SCAN_STAT) {
+        struct stat st;
+
+        if (fstatat(dirfd, name, &st, 0) == 0) {
+            if (S_ISDIR(st.st_mode))
+                return 0;
+            size = st.st_size;
+            mtime = st.st_mtime;
+        } else if (errno != ENOENT) {
+            return err_sys(e, "cannot stat %s/%s", sub_name(sub), name);
+        }
+    }
+    if (rv->n == rv->cap) {
+        rv->cap = rv->cap ? rv->cap * 2 : 256;
+        rv->v = xreallocarray(rv->v, rv->cap, sizeof(*rv->v));
+    }
+    r = &rv->v[rv->n++];
+    r->off = c->names->len;
+    r->len = len;
+    r->sub = sub;
+    r->size = size;
+    r->mtime = mtime;
+    buf_add(c->names, name, len + 1);
     return 0;
 }
 
@@ -1371,9 +1398,10 @@ int maildir_scan(const struct maildir_folder *f, unsigned scan_flags,
     size_t arr_off, str_off, total;
     char *s;
 
+    struct scan_collect c = {scan_flags, &names, &rv};
+
     *out = NULL;
-    if (scan_dir(f, MAILDIR_SUB_NEW, scan_flags, &names, &rv, e) != 0 ||
-        scan_dir(f, MAILDIR_SUB_CUR, scan_flags, &names, &rv, e) != 0) {
+    if (maildir_scan_names(f, collect_name, &c, e) != 0) {
         set_box_scope(e);
         buf_free(&names);
         free(rv.v);

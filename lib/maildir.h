@@ -200,6 +200,15 @@ struct maildir_scan {
 int maildir_scan(const struct maildir_folder *f, unsigned scan_flags,
                  struct maildir_scan **out, struct err *e);
 
+/* The same names maildir_scan finds, streamed: fn is called for each file of
+ * new/ then cur/ (dirfd is the directory's, for *at calls) and returns 0 to
+ * go on; anything else stops the scan and is returned.  For callers that
+ * keep the names in their own structures (no entry array is built). */
+typedef int (*maildir_name_fn)(void *ctx, int dirfd, const char *name, size_t len,
+                               enum maildir_sub sub, struct err *e);
+int maildir_scan_names(const struct maildir_folder *f, maildir_name_fn fn, void *ctx,
+                       struct err *e);
+
 /* Open a message read-only (O_CLOEXEC), following a rename by another
  * program.  ref is updated to where the file was found. */
 int maildir_open_message(const struct maildir_folder *f, struct maildir_ref *ref, int *fd,

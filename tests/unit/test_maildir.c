@@ -21,41 +21,9 @@
 #include <unistd.h>
 
 #include "maildir.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *make_tmpdir(void)
-{
-    const char *base = getenv("TMPDIR");
-    char *t;
-
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    t = xasprintf("%s/correo-maildir-XXXXXX", base);
-    assert_non_null(mkdtemp(t));
-    return t;
-}
-
-static int rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-    assert_int_equal(nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS), 0);
-}
 
 static void mkdir_ok(const char *path)
 {
@@ -199,7 +167,7 @@ static size_t count_dir(const char *fmt, const char *a, const char *b)
 /* Wait for a child with a deadline; returns its wait status. */
 static int wait_child(pid_t pid, double timeout_s)
 {
-    double end = now_s() + timeout_s;
+    double end = tu_now() + timeout_s;
     int status;
 
     for (;;) {
@@ -208,7 +176,7 @@ static int wait_child(pid_t pid, double timeout_s)
         assert_true(r >= 0);
         if (r == pid)
             return status;
-        if (now_s() > end) {
+        if (tu_now() > end) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             fail_msg("child %ld did not finish in %.0f s", (long)pid, timeout_s);
@@ -232,7 +200,7 @@ static int fx_setup(void **state)
     struct fx *fx = XNEW(struct fx);
     struct err e;
 
-    fx->dir = make_tmpdir();
+    fx->dir = tu_tmpdir("maildir");
     fx->root = xasprintf("%s/Mail", fx->dir);
     mk_maildir(fx->root);
     assert_int_equal(maildir_open(fx->root, &fx->md, &e), 0);
@@ -248,7 +216,7 @@ static int fx_teardown(void **state)
     maildir_step_hook = NULL;
     maildir_folder_close(fx->inbox);
     maildir_close(fx->md);
-    rm_rf(fx->dir);
+    tu_rm_rf(fx->dir);
     free(fx->root);
     free(fx->dir);
     free(fx);
@@ -557,9 +525,9 @@ static void scan_100k_messages(void **state)
     close(nfd);
     close(cfd);
 
-    t0 = now_s();
+    t0 = tu_now();
     assert_int_equal(maildir_scan(fx->inbox, 0, &s, &e), 0);
-    t1 = now_s();
+    t1 = tu_now();
     print_message("scan of %d messages: %.3f s\n", BIG_N, t1 - t0);
     assert_true(t1 - t0 < 10.0);
     assert_int_equal(s->n, BIG_N);
@@ -1140,7 +1108,7 @@ static void clear_folder(const char *root)
     for (size_t i = 0; i < ARRAY_LEN(subs); i++) {
         char *d = xasprintf("%s/%s", root, subs[i]);
 
-        rm_rf(d);
+        tu_rm_rf(d);
         mkdir_ok(d);
         free(d);
     }

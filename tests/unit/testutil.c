@@ -1,0 +1,47 @@
+/* testutil: temporary directories and timing for the unit tests. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "testutil.h"
+#include "xalloc.h"
+
+char *tu_tmpdir(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    char *t;
+
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    t = xasprintf("%s/correo-%s-XXXXXX", base, tag);
+    assert_non_null(mkdtemp(t));
+    return t;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+void tu_rm_rf(const char *path)
+{
+    assert_int_equal(nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+double tu_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
