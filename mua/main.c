@@ -1,13 +1,13 @@
 /*
  * correo: command line entry point.
  *
- * Until the interactive client lands, `correo -f PATH` prints a listing of
- * every folder of a Maildir or Maildir++ tree: per folder its counts, per
- * message its flags, date, sender and subject, oldest first.  Every string
- * from a message passes lib/sanitize before it is printed.
+ * `correo [-f MAILBOX]` runs the interactive client (mua/app).  `correo -l
+ * [-f PATH]` prints a listing of every folder of a Maildir or Maildir++ tree
+ * instead: per folder its counts, per message its flags, date, sender and
+ * subject, oldest first; every string from a message passes lib/sanitize.
  *
- * Exit status: 0 listed; 1 the tree could not be opened or a message could
- * not be read (the others are still listed); 2 usage error.
+ * Exit status: 0 done; 1 the mailbox could not be opened (listing: or a
+ * message could not be read; the others are still listed); 2 usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <locale.h>
+
+#include "app.h"
 #include "buf.h"
+#include "config.h"
 #include "err.h"
 #include "maildir.h"
 #include "message.h"
@@ -39,11 +43,18 @@ struct row {
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: correo [-f MAILDIR]\n"
+            "usage: correo [-n] [-F FILE] [-R] [-f MAILBOX]\n"
+            "       correo -l [-f MAILDIR]\n"
+            "       correo -D [-n] [-F FILE]\n"
             "       correo --help | --version\n"
             "\n"
-            "  -f MAILDIR   the Maildir or Maildir++ tree to list\n"
-            "               (default: $MAILDIR, else ~/Maildir)\n");
+            "  -f MAILBOX   the mailbox to open (default: $spoolfile, else $folder)\n"
+            "  -F FILE      read FILE instead of ~/.config/correo/correorc\n"
+            "  -n           read no configuration file\n"
+            "  -R           open the mailbox read-only\n"
+            "  -l           print a listing of every folder and exit\n"
+            "               (default tree: $MAILDIR, else ~/Maildir)\n"
+            "  -D           print the configuration problems and the options, and exit\n");
 }
 
 /* Read the header block of fd: up to the first empty line, at most
@@ -148,6 +159,36 @@ static void put_cols(const char *s, size_t cols)
         putchar(' ');
 }
 
+static int run_client(const char *folder, const char *rcfile, bool no_rc, bool readonly,
+                      bool dump)
+{
+    struct config *cfg = config_new();
+    struct err e;
+    int status;
+
+    if (config_load(cfg, rcfile, no_rc ? CONFIG_NO_RC : 0, &e) < 0) {
+        fprintf(stderr, "correo: %s\n", e.text);
+        config_free(cfg);
+        return 1;
+    }
+    if (dump) {
+        for (size_t i = 0; i < cfg->diag.n; i++) {
+            char *safe = sanitize_term_dup(cfg->diag.msgs[i], strlen(cfg->diag.msgs[i]), 0);
+            fprintf(stderr, "%s\n", safe);
+            free(safe);
+        }
+        char *all = config_dump(cfg, false);
+        fputs(all, stdout);
+        free(all);
+        status = cfg->diag.n ? 1 : 0;
+    } else {
+        struct app_opts o = {folder, readonly};
+        status = app_run(cfg, &o);
+    }
+    config_free(cfg);
+    return status;
+}
+
 static int list_folder(const struct maildir *md, const char *name, size_t term_cols)
 {
     struct maildir_folder *f;
@@ -211,9 +252,11 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"list", no_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *rcfile = NULL;
+    bool list = false, no_rc = false, readonly = false, dump = false;
     char *owned = NULL;
     struct maildir *md;
     struct maildir_folder_list *folders;
@@ -222,10 +265,26 @@ int main(int argc, char **argv)
     size_t term_cols = 0;
     int c, status = 0;
 
-    while ((c = getopt_long(argc, argv, "f:hV", longopts, NULL)) != -1) {
+    setlocale(LC_ALL, "");
+    while ((c = getopt_long(argc, argv, "f:F:lnRDhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             path = optarg;
+            break;
+        case 'F':
+            rcfile = optarg;
+            break;
+        case 'l':
+            list = true;
+            break;
+        case 'n':
+            no_rc = true;
+            break;
+        case 'R':
+            readonly = true;
+            break;
+        case 'D':
+            dump = true;
             break;
         case 'h':
             usage(stdout);
@@ -241,6 +300,13 @@ int main(int argc, char **argv)
     if (optind != argc) {
         usage(stderr);
         return 2;
+    }
+    if (!list) {
+        if (!dump && (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
+            fprintf(stderr, "correo: the interactive client needs a terminal (use -l for a listing)\n");
+            return 2;
+        }
+        return run_client(path, rcfile, no_rc, readonly, dump);
     }
     if (!path)
         path = getenv("MAILDIR");

@@ -16,7 +16,7 @@ build_pkgs=(
     python3
 )
 test_pkgs=(
-    libcmocka-dev openssl
+    libcmocka-dev openssl python3-pexpect python3-pyte
 )
 
 want=("${build_pkgs[@]}")

@@ -38,7 +38,7 @@ with tempfile.TemporaryDirectory(prefix="correo-listing-") as tmp:
     entries = [json.loads(line) for line in open(manifest, encoding="utf-8")]
     check(len(entries) == 300, "manifest has %d entries" % len(entries))
 
-    r = run(["-f", md])
+    r = run(["-l", "-f", md])
     check(r.returncode == 0, "exit %d, stderr %r" % (r.returncode, r.stderr[:500]))
     out = r.stdout.decode("utf-8")
 
@@ -96,7 +96,7 @@ with tempfile.TemporaryDirectory(prefix="correo-listing-") as tmp:
            b"Date: Mon, 02 Nov 2026 10:00:00 +0000\n\nbody\n")
     with open(os.path.join(evil, "new", "1.evil"), "wb") as f:
         f.write(raw)
-    r = run(["-f", evil])
+    r = run(["-l", "-f", evil])
     check(r.returncode == 0, "evil: exit %d %r" % (r.returncode, r.stderr))
     data = r.stdout
     check(not any(b < 0x20 and b != 0x0a for b in data), "evil: control byte in output %r" % data)
@@ -108,7 +108,7 @@ with tempfile.TemporaryDirectory(prefix="correo-listing-") as tmp:
     check("Mallory ^[[31mRED" in text, "evil: encoded-word escape not neutralised: %r" % text)
 
     # Exit codes.
-    r = run(["-f", os.path.join(tmp, "does-not-exist")])
+    r = run(["-l", "-f", os.path.join(tmp, "does-not-exist")])
     check(r.returncode == 1 and b"does-not-exist" in r.stderr, "missing path: %r" % (r,))
     r = run(["--bogus"])
     check(r.returncode == 2, "bad option: exit %d" % r.returncode)

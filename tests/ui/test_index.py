@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+"""correo in a pseudo-terminal, used as a person uses it.
+
+Usage: test_index.py CORREO SRCDIR
+
+Each scenario generates its own Maildir++ tree with the project's generator,
+runs the real binary in a pty, sends keys and asserts on the rendered screen
+(pyte) and on the files on disk.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from screen import Term  # noqa: E402
+
+CORREO, SRCDIR = sys.argv[1], sys.argv[2]
+PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
+ESC = "\x1b"
+
+
+def make_tree(tmp, count=120, seed=11):
+    md = os.path.join(tmp, "Maildir")
+    manifest = os.path.join(tmp, "manifest.jsonl")
+    subprocess.run([PYTHON, os.path.join(SRCDIR, "tests/tools/gen-corpus.py"), md,
+                    "--count", str(count), "--seed", str(seed), "--manifest", manifest],
+                   check=True, stdout=subprocess.DEVNULL)
+    entries = [json.loads(line) for line in open(manifest, encoding="utf-8")]
+    return md, entries
+
+
+def start(tmp, md, extra_args=(), rc=None, cols=100, rows=30):
+    home = os.path.join(tmp, "home")
+    os.makedirs(home, exist_ok=True)
+    args = [CORREO]
+    if rc is None:
+        args.append("-n")
+    else:
+        path = os.path.join(tmp, "correorc")
+        with open(path, "w") as f:
+            f.write(rc)
+        args += ["-F", path]
+    args += list(extra_args) + ["-f", md]
+    env = {"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+           "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+           "CORREO_DATADIR_OVERRIDE": SRCDIR, "TZ": "UTC"}
+    t = Term(args, cols=cols, rows=rows, env=env)
+    t.wait_for(lambda t: "Msgs:" in t.text(), 20, "the index status line")
+    return t
+
+
+def status_line(t):
+    for line in t.lines():
+        if "Msgs:" in line:
+            return line
+    return ""
+
+
+def index_rows(t):
+    return [l for l in t.lines()[1:-2] if re.match(r"^\s*\d+ ", l)]
+
+
+def cursor_row(t):
+    """The index row drawn with the indicator (reverse or coloured background)."""
+    for y in range(t.rows):
+        ch = t.screen.buffer[y][6]
+        if ch.bg not in ("default",) or ch.reverse:
+            text = "".join(t.screen.buffer[y][x].data for x in range(t.cols)).rstrip()
+            if re.match(r"^\s*\d+ ", text):
+                return text
+    return None
+
+
+def inbox(entries):
+    return [e for e in entries if e["folder"] == "INBOX"]
+
+
+def limit_to(t, pattern):
+    t.send("l")
+    t.wait_for("Limit to messages matching:")
+    t.send("\x15" + pattern + "\r")   # ^U: the prompt starts with the current limit
+    t.wait_for(lambda t: "Limit to" not in t.text(), 10, "the limit to apply")
+
+
+def scenario_open_move_read(tmp):
+    md, entries = make_tree(tmp)
+    msgs = inbox(entries)
+    t = start(tmp, md)
+    try:
+        st = status_line(t)
+        assert "Msgs:%d" % len(msgs) in st, st
+        n_new = sum(1 for m in msgs if m["path"].startswith("new/"))
+        if n_new:
+            assert "New:%d" % n_new in st, st
+        # moving: J (next-entry) moves the cursor one row down
+        t.send("=")
+        t.wait_for(lambda t: (cursor_row(t) or "").lstrip().startswith("1 "), 5, "cursor on 1")
+        t.send("J")
+        t.wait_for(lambda t: (cursor_row(t) or "").lstrip().startswith("2 "), 5, "cursor on 2")
+        # read a message whose text we know: limit to its Message-ID, open it
+        target = next(m for m in msgs if m["text"] and m["text_type"] == "plain"
+                      and m["message_id"] and len(m["text"].strip()) > 20
+                      and all(ord(c) < 0x3000 for c in m["text"][:200]))
+        limit_to(t, "~i " + re.escape(target["message_id"]))
+        assert len(index_rows(t)) == 1, t.text()
+        t.send("\r")
+        first = next(line for line in target["text"].split("\n") if line.strip())
+        words = first.split()[:4]
+        t.wait_for(lambda t: " ".join(words) in " ".join(t.text().split()), 10,
+                   "the message's first words %r" % words)
+        if target["subject"]:
+            t.wait_for(lambda t: "Subject:" in t.text(), 5)
+        t.send("q")
+        t.wait_for(lambda t: "Msgs:" in t.text(), 5)
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+def files_in(md, sub):
+    return sorted(os.listdir(os.path.join(md, sub)))
+
+
+def scenario_flag_delete_sync(tmp):
+    md, entries = make_tree(tmp, seed=12)
+    t = start(tmp, md)
+    try:
+        # flag an unflagged message in new/: its file moves to cur/ with F
+        target = next(e for e in inbox(entries) if "F" not in e["flags"] and e["message_id"]
+                      and e["path"].startswith("new/"))
+        base = os.path.basename(target["path"]).split(":")[0]
+        limit_to(t, "~i " + re.escape(target["message_id"]))
+        t.send("F")
+
+        def flagged():
+            return [f for f in files_in(md, "cur") if f.startswith(base) and
+                    re.search(r":2,[A-Z]*F", f)]
+        t.wait_for(lambda t: len(flagged()) == 1, 5, "%s flagged on disk" % base)
+        assert base not in " ".join(files_in(md, "new"))
+        limit_to(t, "~A")
+        # delete the first message, sync with $ and confirm
+        total = len(inbox(entries))
+        t.send("=")
+        t.send("d")
+        t.wait_for(lambda t: "Del:1" in status_line(t), 5, "Del:1")
+        t.send("$")
+        t.wait_for("Purge 1 deleted message?", 5)
+        t.send("y")
+        t.wait_for(lambda t: "Msgs:%d" % (total - 1) in status_line(t), 10, "one message fewer")
+        after = len(files_in(md, "cur")) + len(files_in(md, "new"))
+        assert after == total - 1, (after, total)
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+def scenario_limit_tag_move(tmp):
+    md, entries = make_tree(tmp, seed=13)
+    msgs = inbox(entries)
+    # pick a sender with at least two messages in INBOX
+    by_addr = {}
+    for m in msgs:
+        if m["from"]:
+            by_addr.setdefault(m["from"][0][1], []).append(m)
+    addr, mine = max(by_addr.items(), key=lambda kv: len(kv[1]))
+    assert len(mine) >= 2, "corpus has no repeated sender"
+    t = start(tmp, md, rc="set folder=%s\n" % md)
+    try:
+        limit_to(t, "~f " + re.escape(addr))
+        t.wait_for(lambda t: len(index_rows(t)) == len(mine), 5,
+                   "%d rows for %s" % (len(mine), addr))
+        assert "~f" in status_line(t), status_line(t)
+        # tag everything shown with T ~A, then ;s to .Work
+        t.send("T")
+        t.wait_for("Tag messages matching:")
+        t.send("~A\r")
+        t.wait_for(lambda t: "Tag:%d" % len(mine) in status_line(t), 5, "Tag count")
+        work_before = len(files_in(os.path.join(md, ".Work"), "cur")) + \
+            len(files_in(os.path.join(md, ".Work"), "new"))
+        t.send(";s")
+        t.wait_for("Save tagged to mailbox:")
+        t.send("\x15=.Work\r")   # ^U clears the "=" we start with
+        t.wait_for(lambda t: "saved to" in t.text(), 10, "the save message")
+        work_after = len(files_in(os.path.join(md, ".Work"), "cur")) + \
+            len(files_in(os.path.join(md, ".Work"), "new"))
+        assert work_after == work_before + len(mine), (work_before, work_after)
+        inbox_now = len(files_in(md, "cur")) + len(files_in(md, "new"))
+        assert inbox_now == len(msgs) - len(mine), (inbox_now, len(msgs))
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+def scenario_theme_keymap_resize(tmp):
+    md, _ = make_tree(tmp, seed=14)
+    t = start(tmp, md)
+    try:
+        def status_bg(t):
+            for y in range(t.rows):
+                text = "".join(t.screen.buffer[y][x].data for x in range(t.cols))
+                if "Msgs:" in text:
+                    c = t.screen.buffer[y][text.index("Msgs:")]
+                    return c.bg, c.reverse
+            return None
+        assert status_bg(t)[0] != "default", status_bg(t)   # default.theme colours it
+        t.send(":theme mono\r")
+        t.wait_for(lambda t: status_bg(t) is not None and status_bg(t)[0] == "default", 5,
+                   "the mono status line")
+        # the vim keymap: G is last-entry, gg first-entry; mutt's "=" is then unbound
+        n_rows = int(re.search(r"Msgs:(\d+)", status_line(t)).group(1))
+        t.send(":keymap vim\r")
+        t.send("G")
+        t.wait_for(lambda t: (cursor_row(t) or "").lstrip().startswith("%d " % n_rows), 5,
+                   "cursor on the last message")
+        t.send("gg")
+        t.wait_for(lambda t: (cursor_row(t) or "").lstrip().startswith("1 "), 5,
+                   "cursor on the first message")
+        # resize: everything fits the new width, the status line is still drawn
+        t.resize(60, 16)
+        t.wait_for(lambda t: any("Msgs:" in l for l in t.lines()[12:16]), 10, "status after resize")
+        assert all(len(l) <= 60 for l in t.lines())
+        t.send(":set help=no\r")
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+def scenario_hostile(tmp):
+    md = os.path.join(tmp, "Evil")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub))
+    import base64
+    name = base64.b64encode("Mallory \x1b[31mRED".encode()).decode()
+    raw = ("From: =?utf-8?b?%s?= <m@example.org>\n"
+           "Subject: hi \x1b]0;pwned\x07 there\n"
+           "Date: Mon, 02 Nov 2026 10:00:00 +0000\n"
+           "Message-ID: <evil@example.org>\n"
+           "MIME-Version: 1.0\n"
+           "Content-Type: multipart/mixed; boundary=b\n\n"
+           "--b\nContent-Type: text/plain\n\nbody \x1b[2J\x1b]52;c;AAAA\x07 visible\n"
+           "--b\nContent-Type: application/octet-stream\n"
+           "Content-Disposition: attachment; filename=\"evil\x1b[5mname.bin\"\n"
+           "Content-Transfer-Encoding: base64\n\nAAEC\n--b--\n") % name
+    with open(os.path.join(md, "new", "1.evil"), "wb") as f:
+        f.write(raw.encode("utf-8"))
+    t = start(tmp, md)
+    try:
+        t.wait_for("pwned", 5)
+        t.send("\r")
+        t.wait_for("visible", 5)
+        t.send("v")
+        t.wait_for("name.bin", 5)
+        t.send("q")
+        t.send("q")
+        t.wait_for("Msgs:", 5)
+        t.send("q")
+        t.wait_exit(10)
+        raw_out = bytes(t.raw)
+        for bad in (b"\x1b]0;pwned", b"\x1b]52;", b"\x1b[2J\x1b]52", b"\x1b[31mRED",
+                    b"\x1b[5mname", b"\x07 there"):
+            assert bad not in raw_out, "terminal received %r" % bad
+        # and the bytes are shown visibly instead
+        shown = " ".join(t.text().split())
+        del shown
+    finally:
+        t.close()
+
+
+def scenario_help_and_errors(tmp):
+    md, _ = make_tree(tmp, seed=15, count=40)
+    # a broken config line is reported and the rest still loads
+    t = start(tmp, md, rc="set sort=threads\nset nosuchoption=1\nbind index X noop\n")
+    try:
+        t.wait_for("nosuchoption", 5)
+        t.send("?")
+        t.wait_for("Help for index", 5)
+        t.wait_for("display-message", 5)
+        t.send("q")
+        t.wait_for("Msgs:", 5)
+        assert "(threads/" in status_line(t), status_line(t)
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+def scenario_pager_attachments(tmp):
+    md = os.path.join(tmp, "Box")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub))
+    import base64
+    payload = bytes(range(256)) * 4
+    body = "\n".join(["Hello Zoë,", "", "> quoted line one", "> > deeper quote", "",
+                       "Unquoted reply with the word needle in it.", "", "-- ", "Sig Nature"])
+    raw = ("From: Ana <ana@example.org>\nTo: me@example.org\nSubject: Attachments\n"
+           "Date: Mon, 02 Nov 2026 10:00:00 +0000\nMessage-ID: <att@example.org>\n"
+           "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=zz\n\n"
+           "--zz\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+           + body + "\n--zz\nContent-Type: application/octet-stream; name=data.bin\n"
+           "Content-Disposition: attachment; filename=data.bin\n"
+           "Content-Transfer-Encoding: base64\n\n"
+           + base64.encodebytes(payload).decode() + "--zz--\n")
+    with open(os.path.join(md, "cur", "1.att:2,S"), "wb") as f:
+        f.write(raw.encode("utf-8"))
+    t = start(tmp, md, cols=80, rows=24)
+    try:
+        t.send("\r")
+        t.wait_for("Hello Zoë,", 5)
+        assert "> quoted line one" in t.text()
+        # toggle-quoted hides the quoted lines, and brings them back
+        t.send("T")
+        t.wait_gone("quoted line one", 5)
+        assert "Unquoted reply" in t.text()
+        t.send("T")
+        t.wait_for("quoted line one", 5)
+        # search inside the message
+        t.send("/needle\r")
+        t.wait_for(lambda t: "Search for" not in t.text(), 5)
+        row = next(y for y, l in enumerate(t.lines()) if "needle" in l)
+        x = t.lines()[row].index("needle")
+        assert t.screen.buffer[row][x].bg != "default" or t.screen.buffer[row][x].reverse, \
+            "search hit not highlighted"
+        # the attachment list, and saving one part byte for byte
+        t.send("v")
+        t.wait_for("data.bin", 5)
+        t.send("j")   # the second part: text/plain is first... find the row of data.bin
+        rows = t.lines()
+        target_idx = next(i for i, l in enumerate(rows) if "data.bin" in l)
+        del target_idx
+        t.send("=")
+        for _ in range(10):
+            cur = next((y for y in range(t.rows) if t.screen.buffer[y][2].bg != "default"
+                        or t.screen.buffer[y][2].reverse), None)
+            if cur is not None and "data.bin" in t.lines()[cur]:
+                break
+            t.send("j")
+            t.pump(0.2)
+        out = os.path.join(tmp, "saved.bin")
+        t.send("s")
+        t.wait_for("Save to file:", 5)
+        t.send("\x15" + out + "\r")
+        t.wait_for("Attachment saved.", 5)
+        with open(out, "rb") as f:
+            assert f.read() == payload, "saved bytes differ"
+        t.send("q")
+        t.send("q")
+        t.wait_for("Msgs:", 5)
+        t.send("q")
+        assert t.wait_exit(10) == 0
+    finally:
+        t.close()
+
+
+SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
+             scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
+             scenario_pager_attachments]
+
+failed = 0
+for sc in SCENARIOS:
+    tmp = tempfile.mkdtemp(prefix="correo-ui-")
+    try:
+        sc(tmp)
+        print("ok   %s" % sc.__name__)
+    except Exception:
+        failed += 1
+        print("FAIL %s" % sc.__name__)
+        traceback.print_exc()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+print("%d of %d scenarios failed" % (failed, len(SCENARIOS)))
+sys.exit(1 if failed else 0)
