@@ -85,31 +85,38 @@ static char *msg_decode_text(const char *s, size_t n)
 /* Next "<...>" at or after *i; returns a new string without <> or NULL. */
 static char *msg_next_id(const char *s, size_t n, size_t *i)
 {
-    const char *lt = *i < n ? memchr(s + *i, '<', n - *i) : NULL;
-    const char *gt;
-    struct buf b = BUF_INIT;
+    /* A loop, not recursion: "<><><>..." must not exhaust the stack. */
+    while (*i < n) {
+        const char *lt = memchr(s + *i, '<', n - *i);
+        const char *gt;
 
-    if (!lt) {
-        *i = n;
-        return NULL;
+        if (!lt)
+            break;
+        gt = memchr(lt, '>', (size_t)(s + n - lt));
+        if (!gt) {
+            *i = n;
+            gt = s + n;
+        } else {
+            *i = (size_t)(gt - s) + 1;
+        }
+        char *id = xmalloc((size_t)(gt - lt));
+        size_t k = 0;
+        for (const char *p = lt + 1; p < gt; p++)
+            if (!msg_ws(*p))
+                id[k++] = *p;
+        if (k == 0) {
+            free(id);
+            continue;
+        }
+        id[k] = '\0';
+        if (charset_valid_utf8(id, k))
+            return id;
+        char *r = charset_fix_utf8_str(id, k);
+        free(id);
+        return r;
     }
-    gt = memchr(lt, '>', (size_t)(s + n - lt));
-    if (!gt) {
-        *i = n;
-        gt = s + n;
-    } else {
-        *i = (size_t)(gt - s) + 1;
-    }
-    for (const char *p = lt + 1; p < gt; p++)
-        if (!msg_ws(*p) && buf_putc(&b, *p) < 0)
-            die("message: unbounded buffer refused an append");
-    if (b.len == 0) {
-        buf_free(&b);
-        return msg_next_id(s, n, i);
-    }
-    char *r = charset_fix_utf8_str(b.data, b.len);
-    buf_free(&b);
-    return r;
+    *i = n;
+    return NULL;
 }
 
 /* First id; without angle brackets, the first whitespace-separated word. */

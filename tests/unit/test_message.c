@@ -791,6 +791,25 @@ static void test_pathological_headers(void **state)
     buf_free(&raw);
 }
 
+/* Hundreds of thousands of empty ids: a stack-depth bug crashed on this. */
+static void test_empty_message_ids(void **state)
+{
+    struct buf raw = BUF_INIT;
+    struct message *m;
+    (void)state;
+    assert_int_equal(buf_puts(&raw, "From: a@example.org\nReferences: "), 0);
+    for (int i = 0; i < 400000; i++)
+        assert_int_equal(buf_puts(&raw, "<>"), 0);
+    assert_int_equal(buf_puts(&raw, " <real@x>\nIn-Reply-To: <> < > <parent@x>\n"
+                                    "Message-ID: <>\n\nbody"), 0);
+    m = parse(raw.data, raw.len);
+    assert_int_equal(m->env.n_references, 1);
+    assert_string_equal(m->env.references[0], "real@x");
+    assert_string_equal(m->env.in_reply_to, "parent@x");
+    message_free(m);
+    buf_free(&raw);
+}
+
 static void test_header_only_speed(void **state)
 {
     struct err e;
@@ -831,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_many_addresses),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_many_parts),
+        cmocka_unit_test(test_empty_message_ids),
         cmocka_unit_test(test_decoded_cap_and_errors),
         cmocka_unit_test(test_header_only_speed),
         cmocka_unit_test(test_pathological_headers),
