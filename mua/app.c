@@ -2197,6 +2197,9 @@ static void index_loop(struct app *a)
             a->done = true;
             break;
         }
+        /* New mail also shows up while keys keep coming, not only when idle. */
+        if (a->cfg->opt.mail_check > 0 && time(NULL) - a->last_check >= a->cfg->opt.mail_check)
+            check_new_mail(a, false);
         draw_index(a);
         int op = read_op(a, MENU_INDEX, a->cfg->opt.mail_check > 0
                                             ? (int)a->cfg->opt.mail_check * 1000 : -1);

@@ -360,9 +360,39 @@ def scenario_pager_attachments(tmp):
         t.close()
 
 
+def scenario_new_mail_while_open(tmp):
+    md, entries = make_tree(tmp, seed=16, count=40)
+    t = start(tmp, md, rc="set mail_check=1\n")
+    try:
+        before = int(re.search(r"Msgs:(\d+)", status_line(t)).group(1))
+        raw = ("From: Late Sender <late@example.org>\nSubject: Arrived while open\n"
+               "Date: Mon, 02 Nov 2026 10:00:00 +0000\nMessage-ID: <late@example.org>\n\nhi\n")
+        tmpname = os.path.join(md, "tmp", "9999.late")
+        with open(tmpname, "w") as f:
+            f.write(raw)
+        os.rename(tmpname, os.path.join(md, "new", "9999.late"))
+        t.wait_for(lambda t: "Msgs:%d" % (before + 1) in status_line(t), 10, "the new count")
+        t.wait_for("Arrived while open", 5)
+        # a file renamed by another program (flag set elsewhere) is followed, not lost
+        def n_flag(t):
+            m = re.search(r"Flag:(\d+)", status_line(t))
+            return int(m.group(1)) if m else 0
+        flags_before = n_flag(t)
+        name = next(f for f in files_in(md, "cur") if ":2," in f and "F" not in f.split(":2,")[1])
+        os.rename(os.path.join(md, "cur", name),
+                  os.path.join(md, "cur", name.split(":2,")[0] + ":2,FS"))
+        t.wait_for(lambda t: n_flag(t) == flags_before + 1, 10, "the flag set elsewhere")
+        assert "Msgs:%d" % (before + 1) in status_line(t), status_line(t)
+        t.send("q")
+        assert t.wait_exit(10) == 0
+        del entries
+    finally:
+        t.close()
+
+
 SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
              scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
-             scenario_pager_attachments]
+             scenario_pager_attachments, scenario_new_mail_while_open]
 
 failed = 0
 for sc in SCENARIOS:
