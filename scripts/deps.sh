@@ -16,7 +16,7 @@ build_pkgs=(
     python3
 )
 test_pkgs=(
-    libcmocka-dev openssl python3-pexpect python3-pyte
+    libcmocka-dev openssl python3-pexpect python3-pyte python3-aiosmtpd
 )
 
 want=("${build_pkgs[@]}")
