@@ -245,7 +245,9 @@ enum config_string_flags { CFG_SECRET = 1, CFG_REGEX = 2 };
     X(NUMBER, sleep_time, "1", 0, 60) \
     X(BOOL, smart_wrap, "yes", 0, 0) \
     X(STRING, smileys, "(>From )|(:[-^]?[][)(><}{|/DP])", CFG_REGEX, 0) \
+    X(STRING, smtp_oauth_refresh_command, "", 0, 0) \
     X(STRING, smtp_pass, "", CFG_SECRET, 0) \
+    X(STRING, smtp_pass_cmd, "", 0, 0) \
     X(STRING, smtp_url, "", 0, 0) \
     X(SORT, sort, "date", CFG_SORTSET_MAIL, 0) \
     X(SORT, sort_aux, "date", CFG_SORTSET_AUX, 0) \
