@@ -12,7 +12,7 @@ set -euo pipefail
 
 build_pkgs=(
     meson ninja-build pkg-config gcc libc6-dev
-    libncurses-dev libssl-dev libetpan-dev libnotmuch-dev liblmdb-dev
+    libncurses-dev libssl-dev libetpan-dev libnotmuch-dev liblmdb-dev libmagic-dev
     python3
 )
 test_pkgs=(
