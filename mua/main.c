@@ -22,6 +22,7 @@
 #include <locale.h>
 
 #include "app.h"
+#include "batch.h"
 #include "buf.h"
 #include "config.h"
 #include "err.h"
@@ -44,6 +45,7 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: correo [-n] [-F FILE] [-R] [-f MAILBOX]\n"
+            "       correo [-n] [-F FILE] -s SUBJECT [-c CC] [-b BCC] [-a FILE...] -- ADDRESS... < BODY\n"
             "       correo -l [-f MAILDIR]\n"
             "       correo -D [-n] [-F FILE]\n"
             "       correo --help | --version\n"
@@ -54,7 +56,10 @@ static void usage(FILE *to)
             "  -R           open the mailbox read-only\n"
             "  -l           print a listing of every folder and exit\n"
             "               (default tree: $MAILDIR, else ~/Maildir)\n"
-            "  -D           print the configuration problems and the options, and exit\n");
+            "  -D           print the configuration problems and the options, and exit\n"
+            "  -s SUBJECT   send a message without the interface: the body is read\n"
+            "               from standard input; -c and -b add Cc and Bcc (repeatable),\n"
+            "               -a attaches files (all up to \"--\"); exit 0 when sent\n");
 }
 
 /* Read the header block of fd: up to the first empty line, at most
@@ -255,8 +260,12 @@ int main(int argc, char **argv)
         {"list", no_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *rcfile = NULL;
-    bool list = false, no_rc = false, readonly = false, dump = false;
+    const char *path = NULL, *rcfile = NULL, *subject = NULL;
+    bool list = false, no_rc = false, readonly = false, dump = false, batch = false;
+    const char **cc = xcalloc((size_t)argc + 1, sizeof *cc);
+    const char **bcc = xcalloc((size_t)argc + 1, sizeof *bcc);
+    const char **attach = xcalloc((size_t)argc + 1, sizeof *attach);
+    size_t n_cc = 0, n_bcc = 0, n_attach = 0;
     char *owned = NULL;
     struct maildir *md;
     struct maildir_folder_list *folders;
@@ -266,8 +275,41 @@ int main(int argc, char **argv)
     int c, status = 0;
 
     setlocale(LC_ALL, "");
-    while ((c = getopt_long(argc, argv, "f:F:lnRDhV", longopts, NULL)) != -1) {
+    /* mutt's "-a FILE... --": every word after -a up to the next option or
+     * "--" is a file; take them out before getopt sees them. */
+    {
+        int k = 1, out = 1;
+        while (k < argc) {
+            if (strcmp(argv[k], "--") == 0) {
+                while (k < argc)
+                    argv[out++] = argv[k++];
+                break;
+            }
+            if (strcmp(argv[k], "-a") == 0) {
+                batch = true;
+                k++;
+                while (k < argc && argv[k][0] != '-')
+                    attach[n_attach++] = argv[k++];
+                continue;
+            }
+            argv[out++] = argv[k++];
+        }
+        argc = out;
+    }
+    while ((c = getopt_long(argc, argv, "f:F:lnRDhVs:c:b:", longopts, NULL)) != -1) {
         switch (c) {
+        case 's':
+            subject = optarg;
+            batch = true;
+            break;
+        case 'c':
+            cc[n_cc++] = optarg;
+            batch = true;
+            break;
+        case 'b':
+            bcc[n_bcc++] = optarg;
+            batch = true;
+            break;
         case 'f':
             path = optarg;
             break;
@@ -297,6 +339,26 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (batch || (optind < argc && !list)) {
+        struct config *cfg = config_new();
+        struct batch_opts bo = {subject, (const char *const *)argv + optind,
+                                (size_t)(argc - optind), cc, n_cc, bcc, n_bcc, attach, n_attach};
+        int st;
+        if (config_load(cfg, rcfile, no_rc ? CONFIG_NO_RC : 0, &e) < 0) {
+            fprintf(stderr, "correo: %s\n", e.text);
+            st = 1;
+        } else {
+            st = batch_send(cfg, &bo);
+        }
+        config_free(cfg);
+        free(cc);
+        free(bcc);
+        free(attach);
+        return st;
+    }
+    free(cc);
+    free(bcc);
+    free(attach);
     if (optind != argc) {
         usage(stderr);
         return 2;
