@@ -1,0 +1,239 @@
+/* outbox: drafts to messages, sending, and filing copies. */
+#include "outbox.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "maildir.h"
+#include "send.h"
+#include "xalloc.h"
+
+void outbox_aliases(const struct config *cfg, struct alias_db *db, struct rc_diag *diag)
+{
+    struct err e;
+
+    alias_add_config(db, cfg, diag);
+    if (cfg->opt.alias_file && *cfg->opt.alias_file) {
+        char *path = config_mailbox_path(cfg, cfg->opt.alias_file);
+        if (alias_load(db, path, diag, &e) < 0 && e.code != ERR_NOTFOUND)
+            rc_diag_add(diag, path, 0, "%s", e.text);
+        free(path);
+    }
+}
+
+int outbox_from(const struct config *cfg, struct compose_msg *m, struct err *e)
+{
+    const char *from = cfg->opt.from;
+
+    compose_addrs_free(&m->from);
+    if (!from || !*from)
+        return err_set(e, ERR_INVAL, "set $from in the configuration (e.g. set from=you@example.org)");
+    if (compose_parse_addresses(from, &m->from, e) < 0) {
+        err_prefix(e, "$from");
+        return -1;
+    }
+    if (m->from.n == 1 && (!m->from.v[0].name || !*m->from.v[0].name) && cfg->opt.realname &&
+        *cfg->opt.realname) {
+        free(m->from.v[0].name);
+        m->from.v[0].name = xstrdup(cfg->opt.realname);
+    }
+    return 0;
+}
+
+/* Expand aliases in text and append the addresses to list. */
+static int add_expanded(const struct alias_db *db, const char *text, struct msg_addr_list *list,
+                        struct err *e)
+{
+    struct msg_addrlist out = {NULL, 0};
+
+    if (!text || !*text)
+        return 0;
+    if (alias_expand(db, text, &out, e) < 0)
+        return -1;
+    for (size_t k = 0; k < out.n; k++)
+        compose_addrs_add(list, out.v[k].name, out.v[k].addr);
+    alias_addrlist_free(&out);
+    return 0;
+}
+
+static bool is_standard(const char *name)
+{
+    static const char *const std[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
+    for (size_t i = 0; i < sizeof std / sizeof std[0]; i++)
+        if (strcasecmp(name, std[i]) == 0)
+            return true;
+    return false;
+}
+
+int outbox_from_draft(const struct config *cfg, const struct alias_db *db,
+                      const struct draft *d, struct compose_msg *m, struct err *e)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } lists[] = {
+        {"To", offsetof(struct compose_msg, to)},
+        {"Cc", offsetof(struct compose_msg, cc)},
+        {"Bcc", offsetof(struct compose_msg, bcc)},
+        {"Reply-To", offsetof(struct compose_msg, reply_to)},
+    };
+    const char *from = draft_get(d, "From");
+
+    compose_msg_free(m);
+    compose_msg_init(m);
+    if (from && *from) {
+        if (compose_parse_addresses(from, &m->from, e) < 0) {
+            err_prefix(e, "From");
+            return -1;
+        }
+    } else if (outbox_from(cfg, m, e) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        struct msg_addr_list *l = (struct msg_addr_list *)(void *)((char *)m + lists[i].off);
+        if (add_expanded(db, draft_get(d, lists[i].name), l, e) < 0) {
+            err_prefix(e, "%s", lists[i].name);
+            return -1;
+        }
+    }
+    compose_set_subject(m, draft_get(d, "Subject") ? draft_get(d, "Subject") : "");
+    for (size_t i = 0; i < d->n_h; i++)
+        if (!is_standard(d->h[i].name) && *d->h[i].value)
+            compose_add_header(m, d->h[i].name, d->h[i].value);
+    compose_set_body(m, d->body ? d->body : "");
+    if (d->in_reply_to)
+        m->in_reply_to = xstrdup(d->in_reply_to);
+    for (size_t i = 0; i < d->n_references; i++)
+        compose_add_reference(m, d->references[i]);
+    if (cfg->opt.user_agent)
+        compose_add_header(m, "User-Agent", "correo/" CORREO_VERSION);
+    return 0;
+}
+
+static char *host_name(const struct config *cfg)
+{
+    char h[256];
+
+    if (cfg->opt.hostname && *cfg->opt.hostname)
+        return xstrdup(cfg->opt.hostname);
+    if (gethostname(h, sizeof h) == 0) {
+        h[sizeof h - 1] = '\0';
+        return xstrdup(h);
+    }
+    return xstrdup("localhost");
+}
+
+
+/* A mailbox option ($record, $postponed) as a Maildir folder, created as a
+ * Maildir++ subfolder of $folder when it does not exist yet. */
+static int open_folder(const struct config *cfg, const char *option_value,
+                       struct maildir_folder **out, struct err *e)
+{
+    char *path = config_mailbox_path(cfg, option_value);
+    char *root = config_mailbox_path(cfg, "=");
+    struct stat st;
+    int rc;
+    size_t rl = strlen(root);
+
+    while (rl > 1 && root[rl - 1] == '/')
+        root[--rl] = '\0';
+
+    if (stat(path, &st) < 0 && (option_value[0] == '+' || option_value[0] == '=')) {
+        /* "+Sent" in a Maildir++ tree is the folder ".Sent" */
+        char *alt = xasprintf("%s/.%s", root, option_value + 1);
+        free(path);
+        path = alt;
+        if (stat(path, &st) < 0) {
+            struct maildir *md;
+            if (maildir_open(root, &md, e) < 0) {
+                free(path);
+                free(root);
+                return -1;
+            }
+            rc = maildir_folder_create(md, option_value + 1, e);
+            maildir_close(md);
+            if (rc < 0) {
+                free(path);
+                free(root);
+                return -1;
+            }
+        }
+    }
+    rc = maildir_folder_open_path(path, out, e);
+    free(path);
+    free(root);
+    return rc;
+}
+
+int outbox_file(const struct config *cfg, const char *mailbox, const struct compose_msg *m,
+                unsigned maildir_flags, char **where, struct err *e)
+{
+    struct compose_opts o;
+    struct buf data = BUF_INIT;
+    struct maildir_folder *f;
+    struct maildir_ref ref = MAILDIR_REF_INIT;
+    char *host = host_name(cfg);
+    int rc = -1;
+
+    memset(&o, 0, sizeof o);
+    o.hostname = host;
+    o.with_bcc = true;
+    o.lf = true;
+    o.eightbit_ok = true;
+    if (compose_render(m, &o, &data, e) < 0)
+        goto out;
+    if (open_folder(cfg, mailbox, &f, e) < 0)
+        goto out;
+    struct maildir_deliver_opts d = {true, maildir_flags, NULL};
+    rc = maildir_deliver(f, data.data ? data.data : "", data.len, &d, &ref, e);
+    if (rc == 0 && where)
+        *where = xasprintf("%s/cur/%s", f->path, ref.name ? ref.name : "");
+    maildir_ref_free(&ref);
+    maildir_folder_close(f);
+out:
+    buf_free(&data);
+    free(host);
+    return rc;
+}
+
+int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e)
+{
+    struct compose_opts co;
+    struct send_opts so;
+    struct buf wire = BUF_INIT;
+    char *host = host_name(cfg), *env_from = NULL, **rcpts = NULL;
+    size_t n_rcpts = 0;
+    int rc = -1;
+
+    memset(&co, 0, sizeof co);
+    co.hostname = host;
+    co.eightbit_ok = false;   /* quoted-printable: right whatever the server offers */
+    memset(&so, 0, sizeof so);
+    so.url = cfg->opt.smtp_url && *cfg->opt.smtp_url ? cfg->opt.smtp_url : NULL;
+    so.pass = cfg->opt.smtp_pass && *cfg->opt.smtp_pass ? cfg->opt.smtp_pass : NULL;
+    so.pass_cmd = cfg->opt.smtp_pass_cmd && *cfg->opt.smtp_pass_cmd ? cfg->opt.smtp_pass_cmd
+                                                                     : NULL;
+    so.oauth_cmd = cfg->opt.smtp_oauth_refresh_command && *cfg->opt.smtp_oauth_refresh_command
+                       ? cfg->opt.smtp_oauth_refresh_command : NULL;
+    so.tls_fingerprint = cfg->opt.tls_fingerprint && *cfg->opt.tls_fingerprint
+                             ? cfg->opt.tls_fingerprint : NULL;
+    so.helo_name = host;
+    if (!so.url)
+        so.sendmail = cfg->opt.sendmail;
+
+    if (compose_prepare(m, &co, e) == 0 && compose_render(m, &co, &wire, e) == 0 &&
+        compose_envelope(m, &env_from, &rcpts, &n_rcpts, e) == 0)
+        rc = send_message(&so, env_from, (const char *const *)rcpts, n_rcpts,
+                          wire.data ? wire.data : "", wire.len, e);
+    if (rcpts)
+        compose_free_strings(rcpts, n_rcpts);   /* the array too */
+    free(env_from);
+    buf_free(&wire);
+    free(host);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/*
+ * outbox: the last steps of every message written, whether from the
+ * compose screen or from `correo -s`.
+ *
+ * Turns a draft into a lib/compose message (aliases expanded), sends it
+ * with mua/send per the configuration, and files copies in Maildir folders
+ * ($record after sending, $postponed when postponing or when sending
+ * failed), creating Maildir++ folders under $folder as needed.
+ */
+#ifndef CORREO_OUTBOX_H
+#define CORREO_OUTBOX_H
+
+#include <stdbool.h>
+
+#include "alias.h"
+#include "compose.h"
+#include "config.h"
+#include "draft.h"
+#include "err.h"
+
+/* Aliases from the configuration and $alias_file; problems to diag. */
+void outbox_aliases(const struct config *cfg, struct alias_db *db, struct rc_diag *diag);
+
+/* From ($from with $realname) into m->from.  ERR_INVAL when $from is unset. */
+int outbox_from(const struct config *cfg, struct compose_msg *m, struct err *e);
+
+/* The draft's headers and body into m (cleared first): From (or $from),
+ * To, Cc, Bcc, Reply-To with aliases expanded, Subject, other headers as
+ * extra headers, In-Reply-To and References. */
+int outbox_from_draft(const struct config *cfg, const struct alias_db *db,
+                      const struct draft *d, struct compose_msg *m, struct err *e);
+
+/* Prepare (date, Message-ID), render without Bcc and send.  m is prepared
+ * in place so that a later outbox_file() copy is the same message. */
+int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e);
+
+/* Store m (Bcc kept) in the folder named by a mailbox option value
+ * ("+Sent", "=.Drafts", a path) with Maildir flags; *where (may be NULL)
+ * gets the file's path. */
+int outbox_file(const struct config *cfg, const char *mailbox, const struct compose_msg *m,
+                unsigned maildir_flags, char **where, struct err *e);
+
+#endif
