@@ -12,12 +12,16 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "compose.h"
+#include "draft.h"
+#include "editor.h"
 #include "format.h"
 #include "mailbox.h"
 #include "mailcap.h"
 #include "maildir.h"
 #include "message.h"
 #include "msg.h"
+#include "outbox.h"
 #include "pattern.h"
 #include "render.h"
 #include "sanitize.h"
@@ -1635,6 +1639,384 @@ static void attach_menu(struct app *a, const struct message *m)
     list_free(&l);
 }
 
+/* ---- writing mail: the editor, then the compose screen ------------------ */
+
+struct compose_state {
+    struct draft d;
+    char *path;                  /* the draft file the editor writes */
+    char **files;                /* attachments: paths as typed (expanded) */
+    size_t n_files;
+    size_t cursor;               /* among the attachments */
+};
+
+static void compose_state_free(struct compose_state *c)
+{
+    draft_free(&c->d);
+    free(c->path);
+    for (size_t i = 0; i < c->n_files; i++)
+        free(c->files[i]);
+    free(c->files);
+}
+
+static char *expand_home(const char *p)
+{
+    if (p[0] == '~' && (p[1] == '/' || p[1] == '\0')) {
+        const char *home = getenv("HOME");
+        return xasprintf("%s%s", home ? home : "", p + 1);
+    }
+    return xstrdup(p);
+}
+
+/* Write the draft into its file, run the editor, read it back.  On a parse
+ * error the draft keeps what it had and the file keeps what was written. */
+static int compose_edit(struct app *a, struct compose_state *c)
+{
+    struct buf t = BUF_INIT;
+    struct err e;
+    int rc = -1;
+
+    if (draft_write_template(&c->d, &t) < 0) {
+        ui_error("The message is too large to edit.");
+        goto out;
+    }
+    if (!c->path) {
+        if (editor_draft_create(t.data ? t.data : "", t.len, &c->path, &e) < 0) {
+            ui_error("%s", e.text);
+            goto out;
+        }
+    } else if (editor_draft_write(c->path, t.data ? t.data : "", t.len, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    ui_suspend();
+    rc = editor_run(a->cfg, c->path, &e);
+    ui_resume();
+    if (rc < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    buf_reset(&t);
+    if (editor_draft_read(c->path, &t, &e) < 0 ||
+        draft_read_template(&c->d, t.data ? t.data : "", t.len, &e) < 0) {
+        ui_error("%s (the text is kept in %s)", e.text, c->path);
+        rc = -1;
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_free(&t);
+    return rc;
+}
+
+/* The compose_msg to send or file: the draft plus the attachments. */
+static int compose_build(struct app *a, struct compose_state *c, struct compose_msg *m,
+                         struct err *e)
+{
+    struct alias_db db;
+    struct rc_diag diag;
+    int rc;
+
+    alias_db_init(&db);
+    rc_diag_init(&diag);
+    outbox_aliases(a->cfg, &db, &diag);
+    rc = outbox_from_draft(a->cfg, &db, &c->d, m, e);
+    for (size_t i = 0; rc == 0 && i < c->n_files; i++)
+        rc = compose_attach_file(m, c->files[i], 64u << 20, e);
+    if (rc == 0)
+        rc = compose_check(m, e);
+    alias_db_free(&db);
+    rc_diag_free(&diag);
+    return rc;
+}
+
+static void compose_draw(struct app *a, struct compose_state *c)
+{
+    static const char *const fields[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
+    int row = 0;
+    struct buf line = BUF_INIT;
+
+    ui_erase();
+    if (a->cfg->opt.help) {
+        static const char help[] = "y:Send  q:Abort  t:To  c:CC  s:Subj  a:Attach file  "
+                                   "D:Detach  e:Edit  P:Postpone  ?:Help";
+        ui_draw(row++, 0, help, strlen(help), THEME_STATUS, 0, true);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        const char *v = draft_get(&c->d, fields[i]);
+        char *safe = sanitize_term_dup(v ? v : "", v ? strlen(v) : 0, 0);
+        buf_reset(&line);
+        if (buf_printf(&line, "%9s: ", fields[i]) < 0)
+            die("compose: unbounded buffer refused data");
+        ui_draw(row, 0, line.data, line.len, THEME_HEADER, 0, false);
+        ui_draw(row++, (int)line.len, safe, strlen(safe), THEME_NORMAL, 0, true);
+        free(safe);
+    }
+    for (size_t i = 0; i < c->d.n_h; i++) {
+        bool std = false;
+        for (size_t k = 0; k < ARRAY_LEN(fields); k++)
+            std |= strcasecmp(c->d.h[i].name, fields[k]) == 0;
+        if (std)
+            continue;
+        buf_reset(&line);
+        if (buf_printf(&line, "%9s: %s", c->d.h[i].name, c->d.h[i].value) < 0)
+            die("compose: unbounded buffer refused data");
+        char *safe = sanitize_term_dup(line.data, line.len, 0);
+        ui_draw(row++, 0, safe, strlen(safe), THEME_HDRDEFAULT, 0, true);
+        free(safe);
+    }
+    row++;
+    static const char att[] = "-- Attachments";
+    ui_draw(row++, 0, att, strlen(att), THEME_ATTACHMENT, 0, true);
+    size_t body_len = c->d.body ? strlen(c->d.body) : 0;
+    buf_reset(&line);
+    if (buf_printf(&line, "    [text/plain, %zu bytes] the message text", body_len) < 0)
+        die("compose: unbounded buffer refused data");
+    ui_draw(row++, 0, line.data, line.len, THEME_NORMAL, 0, true);
+    for (size_t i = 0; i < c->n_files && row < ui_rows() - 2; i++) {
+        char *safe = sanitize_term_dup(c->files[i], strlen(c->files[i]), 0);
+        buf_reset(&line);
+        if (buf_printf(&line, "  %zu %s", i + 1, safe) < 0)
+            die("compose: unbounded buffer refused data");
+        ui_draw(row++, 0, line.data, line.len, i == c->cursor ? THEME_INDICATOR : THEME_NORMAL,
+                0, true);
+        free(safe);
+    }
+    static const char status[] = "---correo: Compose";
+    ui_draw(ui_rows() - 2, 0, status, strlen(status), THEME_STATUS, 0, true);
+    ui_draw_message();
+    ui_refresh();
+    buf_free(&line);
+}
+
+static void compose_prompt_field(struct compose_state *c, const char *field)
+{
+    char *prompt = xasprintf("%s: ", field), *value;
+    const char *cur = draft_get(&c->d, field);
+
+    if (ui_prompt(prompt, cur ? cur : "", NULL, NULL, &value) == 0) {
+        if (strpbrk(value, "\r\n"))
+            ui_error("A header cannot contain a line break.");
+        else
+            draft_set(&c->d, field, value);
+        free(value);
+    }
+    free(prompt);
+}
+
+/* Postpone c: file it in $postponed.  Returns 0 when kept. */
+static int compose_postpone(struct app *a, struct compose_state *c)
+{
+    struct compose_msg m;
+    struct err e;
+    char *where = NULL;
+    int rc;
+
+    compose_msg_init(&m);
+    rc = compose_build(a, c, &m, &e);
+    if (rc == 0)
+        rc = outbox_file(a->cfg, a->cfg->opt.postponed && *a->cfg->opt.postponed
+                                     ? a->cfg->opt.postponed : "+Drafts",
+                         &m, MAILDIR_F_DRAFT, &where, &e);
+    if (rc < 0)
+        ui_error("Not postponed: %s", e.text);
+    else
+        ui_message("Message postponed.");
+    free(where);
+    compose_msg_free(&m);
+    return rc;
+}
+
+/* The compose screen.  Returns 1 when the message was sent. */
+static int compose_screen(struct app *a, struct compose_state *c)
+{
+    for (;;) {
+        compose_draw(a, c);
+        int op = read_op(a, MENU_COMPOSE, -1);
+        if (op == -1 || op == -2)
+            continue;
+        ui_clear_message();
+        switch (op) {
+        case OP_SEND_MESSAGE: {
+            struct compose_msg m;
+            struct err e;
+            compose_msg_init(&m);
+            if (compose_build(a, c, &m, &e) < 0) {
+                ui_error("%s", e.text);
+                compose_msg_free(&m);
+                break;
+            }
+            ui_message("Sending message...");
+            ui_draw_message();
+            ui_refresh();
+            if (outbox_send(a->cfg, &m, &e) < 0) {
+                ui_error("Not sent: %s", e.text);
+                compose_msg_free(&m);
+                break;
+            }
+            if (a->cfg->opt.record && *a->cfg->opt.record) {
+                struct err re;
+                if (outbox_file(a->cfg, a->cfg->opt.record, &m, MAILDIR_F_SEEN, NULL, &re) < 0) {
+                    compose_msg_free(&m);
+                    ui_error("Sent, but not copied to %s: %s", a->cfg->opt.record, re.text);
+                    return 1;
+                }
+            }
+            compose_msg_free(&m);
+            ui_message("Mail sent.");
+            return 1;
+        }
+        case OP_EDIT_MESSAGE: case OP_EDIT_HEADERS:
+            (void)compose_edit(a, c);
+            break;
+        case OP_EDIT_TO: compose_prompt_field(c, "To"); break;
+        case OP_EDIT_CC: compose_prompt_field(c, "Cc"); break;
+        case OP_EDIT_BCC: compose_prompt_field(c, "Bcc"); break;
+        case OP_EDIT_SUBJECT: compose_prompt_field(c, "Subject"); break;
+        case OP_EDIT_REPLY_TO: compose_prompt_field(c, "Reply-To"); break;
+        case OP_EDIT_FROM: compose_prompt_field(c, "From"); break;
+        case OP_ATTACH_FILE: {
+            char *typed;
+            if (ui_prompt("Attach file: ", NULL, NULL, NULL, &typed) < 0)
+                break;
+            if (*typed) {
+                char *path = expand_home(typed);
+                if (access(path, R_OK) != 0) {
+                    ui_error("%s: %s", typed, strerror(errno));
+                    free(path);
+                } else {
+                    c->files = xreallocarray(c->files, c->n_files + 1, sizeof *c->files);
+                    c->files[c->n_files++] = path;
+                    c->cursor = c->n_files - 1;
+                }
+            }
+            free(typed);
+            break;
+        }
+        case OP_DETACH_FILE:
+            if (c->n_files == 0) {
+                ui_error("The message text cannot be deleted.");
+                break;
+            }
+            free(c->files[c->cursor]);
+            memmove(&c->files[c->cursor], &c->files[c->cursor + 1],
+                    (c->n_files - c->cursor - 1) * sizeof *c->files);
+            c->n_files--;
+            if (c->cursor >= c->n_files && c->cursor > 0)
+                c->cursor--;
+            break;
+        case OP_NEXT_ENTRY:
+            if (c->cursor + 1 < c->n_files)
+                c->cursor++;
+            break;
+        case OP_PREVIOUS_ENTRY:
+            if (c->cursor > 0)
+                c->cursor--;
+            break;
+        case OP_POSTPONE_MESSAGE:
+            if (compose_postpone(a, c) == 0)
+                return 0;
+            break;
+        case OP_EXIT: case OP_QUIT: {
+            int yes = ui_yesno("Abort this message (it is not kept)?", 0);
+            if (yes == 1) {
+                ui_message("Mail not sent.");
+                return 0;
+            }
+            break;
+        }
+        case OP_HELP:
+            show_help(a, MENU_COMPOSE);
+            break;
+        default:
+            ui_error("Function not permitted in compose mode.");
+            break;
+        }
+    }
+}
+
+/* Write, edit and send a message; orig (may be VIEW_NONE) gets the
+ * replied / forwarded flag when it is sent. */
+static void write_mail(struct app *a, int op)
+{
+    struct compose_state c;
+    uint32_t msg = view_current(&a->view);
+    struct buf raw = BUF_INIT;
+    struct message *m = NULL;
+    struct err e;
+    int rc = 0;
+
+    memset(&c, 0, sizeof c);
+    draft_init(&c.d);
+    if (op != OP_MAIL) {
+        if (msg == VIEW_NONE) {
+            ui_error("No message to reply to.");
+            return;
+        }
+        if (read_whole(a, msg, &raw) < 0)
+            return;
+        if (message_parse(raw.data ? raw.data : "", raw.len, NULL, &m, &e) < 0) {
+            ui_error("%s", e.text);
+            buf_free(&raw);
+            return;
+        }
+    }
+    switch (op) {
+    case OP_MAIL: draft_new(a->cfg, &c.d); break;
+    case OP_REPLY: rc = draft_reply(a->cfg, m, DRAFT_REPLY, &c.d, &e); break;
+    case OP_GROUP_REPLY: rc = draft_reply(a->cfg, m, DRAFT_GROUP_REPLY, &c.d, &e); break;
+    case OP_LIST_REPLY: rc = draft_reply(a->cfg, m, DRAFT_LIST_REPLY, &c.d, &e); break;
+    default: rc = draft_forward(a->cfg, m, &c.d, &e); break;
+    }
+    message_free(m);
+    buf_free(&raw);
+    if (rc < 0) {
+        ui_error("%s", e.text);
+        compose_state_free(&c);
+        return;
+    }
+    if (compose_edit(a, &c) < 0 && !c.path) {
+        compose_state_free(&c);
+        return;
+    }
+    int sent = compose_screen(a, &c);
+    /* sent, postponed or deliberately aborted: the draft file has served */
+    if (c.path)
+        unlink(c.path);
+    if (sent == 1 && op != OP_MAIL && !a->readonly) {
+        unsigned f = cur_smsg(a, msg)->flags | (op == OP_FORWARD_MESSAGE ? MSG_PASSED : MSG_REPLIED);
+        (void)set_msg_flags(a, msg, f);
+    }
+    compose_state_free(&c);
+}
+
+/* Drafts left by a crash of an earlier run go to $postponed at start. */
+static void rescue_orphans(struct app *a)
+{
+    char **paths;
+    size_t n = editor_orphans(&paths), kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct compose_state c;
+        struct buf t = BUF_INIT;
+        struct err e;
+        memset(&c, 0, sizeof c);
+        draft_init(&c.d);
+        if (editor_draft_read(paths[i], &t, &e) == 0 &&
+            draft_read_template(&c.d, t.data ? t.data : "", t.len, &e) == 0 &&
+            compose_postpone(a, &c) == 0) {
+            unlink(paths[i]);
+            kept++;
+        }
+        buf_free(&t);
+        compose_state_free(&c);
+        free(paths[i]);
+    }
+    free(paths);
+    if (kept)
+        ui_message("%zu unfinished message%s from an earlier run moved to the postponed folder.",
+                   kept, kept == 1 ? " was" : "s were");
+}
+
 /* ---- index functions that work from the index and the pager ------------- */
 
 static void go_line(struct app *a, size_t line, const char *none)
@@ -1817,9 +2199,12 @@ static bool message_op(struct app *a, int op)
         ui_message("correo %s", CORREO_VERSION);
         return true;
     case OP_MAIL: case OP_REPLY: case OP_GROUP_REPLY: case OP_LIST_REPLY:
-    case OP_FORWARD_MESSAGE: case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE:
-    case OP_RECALL_MESSAGE: case OP_COMPOSE_TO_SENDER:
-        ui_error("Writing mail is not available in this version.");
+    case OP_FORWARD_MESSAGE:
+        write_mail(a, op);
+        return true;
+    case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE: case OP_RECALL_MESSAGE:
+    case OP_COMPOSE_TO_SENDER:
+        ui_error("%s is not available in this version.", keymap_op_name((enum km_op)op));
         return true;
     case OP_NOOP:
         return true;
@@ -2407,6 +2792,7 @@ int app_run(struct config *cfg, const struct app_opts *opts)
         return 1;
     }
     free(path);
+    rescue_orphans(&a);
     if (cfg->diag.n)
         ui_error("%s%s", cfg->diag.msgs[0],
                  cfg->diag.n > 1 ? " (and more: correo -D lists them)" : "");

@@ -17,6 +17,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtp_fixture import SmtpFixture  # noqa: E402
+
 CORREO, SRCDIR = sys.argv[1], sys.argv[2]
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
 failures = []
@@ -41,29 +44,6 @@ def files(path):
     return out
 
 
-def start_server(tmp, outdir, extra=()):
-    os.makedirs(outdir, exist_ok=True)
-    p = subprocess.Popen([PYTHON, os.path.join(SRCDIR, "tests/integration/smtp_server.py"),
-                          "--mode", "starttls", "--cert", os.path.join(tmp, "cert.pem"),
-                          "--key", os.path.join(tmp, "key.pem"), "--outdir", outdir,
-                          "--stdin-eof-exits"] + list(extra),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("PORT "):
-        p.kill()
-        raise RuntimeError("smtp_server.py did not start: %r" % line)
-    return p, int(line.split()[1])
-
-
-def stop(p):
-    p.stdin.close()
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-
-
 def run(tmp, rc_text, args, body):
     rc = os.path.join(tmp, "correorc")
     with open(rc, "w") as f:
@@ -76,14 +56,6 @@ def run(tmp, rc_text, args, body):
 
 
 with tempfile.TemporaryDirectory(prefix="correo-batch-") as tmp:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", os.path.join(tmp, "key.pem"), "-out", os.path.join(tmp, "cert.pem")],
-                   check=True, capture_output=True)
-    fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
-                         os.path.join(tmp, "cert.pem")], check=True, capture_output=True,
-                        text=True).stdout.strip().split("=", 1)[1]
     mail = os.path.join(tmp, "Mail")
     maildir(mail)
     attach = os.path.join(tmp, "data.bin")
@@ -92,9 +64,8 @@ with tempfile.TemporaryDirectory(prefix="correo-batch-") as tmp:
         f.write(payload)
     body = "Grüße aus Köln.\n.\n.leading dot\n..two dots\nFrom the start\n\n-- \nZoë\n"
 
-    outdir = os.path.join(tmp, "received")
-    server, port = start_server(tmp, outdir)
-    try:
+    with SmtpFixture(SRCDIR, tmp) as smtp:
+        port, fp, outdir = smtp.port, smtp.fingerprint, smtp.outdir
         base = ("set folder=%s\nset from=sender@example.org\nset realname='Zoë Sender'\n"
                 "set smtp_url=smtp://alice@127.0.0.1:%d\nset record=+Sent\nset postponed=+Drafts\n"
                 % (mail, port))
@@ -163,8 +134,6 @@ with tempfile.TemporaryDirectory(prefix="correo-batch-") as tmp:
         time.sleep(0)
         check(len([f for f in os.listdir(outdir) if f.endswith(".json")]) == 1,
               "something else reached the server")
-    finally:
-        stop(server)
 
     # sendmail mode: the message on stdin, recipients after "--"
     script = os.path.join(tmp, "fake-sendmail")

@@ -390,9 +390,82 @@ def scenario_new_mail_while_open(tmp):
         t.close()
 
 
+def scenario_compose_reply_send(tmp):
+    sys.path.insert(0, os.path.join(SRCDIR, "tests/integration"))
+    from smtp_fixture import SmtpFixture
+    import email
+    import email.policy
+    md, entries = make_tree(tmp, seed=17, count=30)
+    editor = os.path.join(tmp, "editor.sh")
+    with open(editor, "w") as f:
+        f.write("#!/bin/sh\n"
+                "sed -i 's/^To: *$/To: friend@example.org/; s/^Subject: *$/Subject: UI test/' \"$1\"\n"
+                "printf 'Written by the scripted editor.\\n' >> \"$1\"\n")
+    os.chmod(editor, 0o700)
+    attach = os.path.join(tmp, "notes.bin")
+    payload = os.urandom(3000)
+    with open(attach, "wb") as f:
+        f.write(payload)
+    with SmtpFixture(SRCDIR, tmp) as smtp:
+        rc = ("set folder=%s\nset from=me@example.org\nset realname='Me'\n"
+              "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
+              "set tls_fingerprint=%s\nset record=+Sent\nset editor='%s'\n"
+              % (md, smtp.port, smtp.fingerprint, editor))
+        t = start(tmp, md, rc=rc)
+        try:
+            # a new message: editor, compose screen, attach, send
+            sent_before = set(files_in(os.path.join(md, ".Sent"), "cur"))
+            t.send("m")
+            t.wait_for("Compose", 10)
+            t.wait_for("friend@example.org", 5)
+            t.send("a")
+            t.wait_for("Attach file:")
+            t.send(attach + "\r")
+            t.wait_for("notes.bin", 5)
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            msgs = smtp.messages()
+            assert len(msgs) == 1, msgs
+            rec, data = msgs[0]
+            assert rec["rcpt_tos"] == ["friend@example.org"], rec["rcpt_tos"]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            assert msg["Subject"] == "UI test", msg["Subject"]
+            assert "Written by the scripted editor." in msg.get_body(("plain",)).get_content()
+            atts = list(msg.iter_attachments())
+            assert len(atts) == 1 and atts[0].get_content() == payload, "attachment differs"
+            sent = set(files_in(os.path.join(md, ".Sent"), "cur")) - sent_before
+            assert len(sent) == 1, sent
+            copy = open(os.path.join(md, ".Sent", "cur", sent.pop()), "rb").read()
+            assert b"Subject: UI test" in copy and b"Written by the scripted editor." in copy
+
+            # a reply: threading headers, the quote, and R on the original's file
+            target = next(e for e in inbox(entries) if e["message_id"] and e["from"]
+                          and "R" not in e["flags"] and e["path"].startswith("cur/"))
+            base = os.path.basename(target["path"]).split(":")[0]
+            limit_to(t, "~i " + re.escape(target["message_id"]))
+            t.send("r")
+            t.wait_for("Compose", 10)
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            msgs = smtp.messages()
+            assert len(msgs) == 2, len(msgs)
+            rec, data = msgs[1]
+            assert rec["rcpt_tos"] == [target["from"][0][1]], rec["rcpt_tos"]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            assert msg["In-Reply-To"] == "<%s>" % target["message_id"], msg["In-Reply-To"]
+            assert msg["Subject"].lower().startswith(("re:", "re[", "aw:", "sv:")), msg["Subject"]
+            replied = [f for f in files_in(md, "cur") if f.startswith(base)]
+            assert replied and re.search(r":2,[A-Z]*R", replied[0]), replied
+            t.send("q")
+            assert t.wait_exit(10) == 0
+        finally:
+            t.close()
+
+
 SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
              scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
-             scenario_pager_attachments, scenario_new_mail_while_open]
+             scenario_pager_attachments, scenario_new_mail_while_open,
+             scenario_compose_reply_send]
 
 failed = 0
 for sc in SCENARIOS:
