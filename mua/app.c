@@ -856,7 +856,9 @@ static int sync_mailbox(struct app *a, bool asking)
         ui_message("%zu message%s deleted.", n_del, n_del == 1 ? "" : "s");
     }
     mailbox_sync_errs_free(&errs);
-    if (view_rebuild(&a->view, &e) < 0)
+    /* Only a deletion changes what the view shows; quitting a large
+     * threaded mailbox must not re-thread it for nothing. */
+    if (n_del && view_rebuild(&a->view, &e) < 0)
         ui_error("%s", e.text);
     return 0;
 }

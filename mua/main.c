@@ -330,13 +330,16 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            status = 0;
+            goto early;
         case 'V':
             printf("correo %s\n", CORREO_VERSION);
-            return 0;
+            status = 0;
+            goto early;
         default:
             usage(stderr);
-            return 2;
+            status = 2;
+            goto early;
         }
     }
     if (batch || (optind < argc && !list)) {
@@ -359,6 +362,7 @@ int main(int argc, char **argv)
     free(cc);
     free(bcc);
     free(attach);
+    cc = bcc = attach = NULL;
     if (optind != argc) {
         usage(stderr);
         return 2;
@@ -406,5 +410,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "correo: writing the listing: %s\n", strerror(errno));
         return 1;
     }
+    return status;
+
+early:
+    free(cc);
+    free(bcc);
+    free(attach);
     return status;
 }
