@@ -149,6 +149,12 @@ def scenario_flag_delete_sync(tmp):
         t.send("=")
         t.send("d")
         t.wait_for(lambda t: "Del:1" in status_line(t), 5, "Del:1")
+        # undo takes back every pending deletion; then delete again
+        t.send(ESC + "U")
+        t.wait_for(lambda t: "Del:" not in status_line(t), 5, "the deletion undone")
+        t.send("=")
+        t.send("d")
+        t.wait_for(lambda t: "Del:1" in status_line(t), 5, "Del:1 again")
         t.send("$")
         t.wait_for("Purge 1 deleted message?", 5)
         t.send("y")
