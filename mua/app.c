@@ -1649,6 +1649,7 @@ struct compose_state {
     char **files;                /* attachments: paths as typed (expanded) */
     size_t n_files;
     size_t cursor;               /* among the attachments */
+    bool postponed;              /* left the screen by postponing */
 };
 
 static void compose_state_free(struct compose_state *c)
@@ -1915,8 +1916,10 @@ static int compose_screen(struct app *a, struct compose_state *c)
                 c->cursor--;
             break;
         case OP_POSTPONE_MESSAGE:
-            if (compose_postpone(a, c) == 0)
+            if (compose_postpone(a, c) == 0) {
+                c->postponed = true;
                 return 0;
+            }
             break;
         case OP_EXIT: case OP_QUIT: {
             int yes = ui_yesno("Abort this message (it is not kept)?", 0);
@@ -1988,6 +1991,160 @@ static void write_mail(struct app *a, int op)
         unsigned f = cur_smsg(a, msg)->flags | (op == OP_FORWARD_MESSAGE ? MSG_PASSED : MSG_REPLIED);
         (void)set_msg_flags(a, msg, f);
     }
+    compose_state_free(&c);
+}
+
+/* The postponed message chosen by the user, as a draft; *path gets its file
+ * so that it can be removed once the message is sent or postponed again. */
+static int recall_pick(struct app *a, struct compose_state *c, char **path, bool *keep_old)
+{
+    const char *box = a->cfg->opt.postponed && *a->cfg->opt.postponed ? a->cfg->opt.postponed
+                                                                        : "+Drafts";
+    struct maildir_folder *f;
+    struct maildir_scan *scan;
+    struct err e;
+    struct list l;
+    size_t chosen = 0;
+    int rc = -1;
+
+    if (outbox_open_folder(a->cfg, box, &f, &e) < 0 || maildir_scan(f, 0, &scan, &e) < 0) {
+        ui_error("%s", e.text);
+        return -1;
+    }
+    if (scan->n == 0) {
+        ui_error("No postponed messages.");
+        free(scan);
+        maildir_folder_close(f);
+        return -1;
+    }
+    memset(&l, 0, sizeof l);
+    l.cursor_line = true;
+    for (size_t i = 0; i < scan->n; i++) {
+        char *p = xasprintf("%s/%s/%s", f->path, scan->v[i].sub == MAILDIR_SUB_NEW ? "new" : "cur",
+                            scan->v[i].name);
+        struct buf raw = BUF_INIT;
+        struct message *m = NULL;
+        char *line;
+        if (editor_draft_read(p, &raw, &e) == 0 &&
+            message_parse_headers(raw.data ? raw.data : "", raw.len, NULL, &m, &e) == 0)
+            line = xasprintf("%3zu  %s", i + 1, m->env.subject ? m->env.subject : "(no subject)");
+        else
+            line = xasprintf("%3zu  (unreadable: %s)", i + 1, scan->v[i].name);
+        list_add(&l, line);
+        free(line);
+        message_free(m);
+        buf_free(&raw);
+        free(p);
+    }
+    if (scan->n > 1) {
+        for (;;) {
+            list_draw(&l, "Postponed messages", "---Postponed---  (Enter recall, q back)");
+            int op = read_op(a, MENU_GENERIC, -1);
+            if (op == -1 || op == -2)
+                continue;
+            if (op == OP_EXIT || op == OP_QUIT) {
+                list_free(&l);
+                free(scan);
+                maildir_folder_close(f);
+                return -1;
+            }
+            if (op == OP_SELECT_ENTRY)
+                break;
+            list_move(&l, op);
+        }
+        chosen = l.cursor;
+    }
+    list_free(&l);
+
+    *path = xasprintf("%s/%s/%s", f->path, scan->v[chosen].sub == MAILDIR_SUB_NEW ? "new" : "cur",
+                      scan->v[chosen].name);
+    struct buf raw = BUF_INIT;
+    struct message *m = NULL;
+    if (editor_draft_read(*path, &raw, &e) < 0 ||
+        message_parse(raw.data ? raw.data : "", raw.len, NULL, &m, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    static const char *const fields[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
+    const struct msg_addr_list *lists[] = {&m->env.from, &m->env.to, &m->env.cc, &m->env.bcc,
+                                           NULL, &m->env.reply_to};
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        if (!lists[i]) {
+            draft_set(&c->d, fields[i], m->env.subject ? m->env.subject : "");
+            continue;
+        }
+        struct buf v = BUF_INIT;
+        for (size_t k = 0; k < lists[i]->n; k++) {
+            char *one = draft_format_addr(lists[i]->v[k].name, lists[i]->v[k].addr);
+            if ((v.len && buf_puts(&v, ", ") < 0) || buf_puts(&v, one) < 0)
+                die("recall: unbounded buffer refused data");
+            free(one);
+        }
+        draft_set(&c->d, fields[i], buf_cstr(&v));
+        buf_free(&v);
+    }
+    struct buf body = BUF_INIT;
+    const struct msg_part *bp = message_best_text(m, NULL);
+    if (bp)
+        (void)message_part_text(m, bp, &body, NULL, NULL, &e);
+    c->d.body = buf_steal(&body, NULL);
+    if (m->env.in_reply_to)
+        c->d.in_reply_to = xstrdup(m->env.in_reply_to);
+    for (size_t i = 0; i < m->env.n_references; i++) {
+        c->d.references = xreallocarray(c->d.references, c->d.n_references + 1,
+                                        sizeof *c->d.references);
+        c->d.references[c->d.n_references++] = xstrdup(m->env.references[i]);
+    }
+    size_t leaves = 0;
+    for (size_t i = 0; i < m->n_parts; i++)
+        leaves += m->parts[i]->n_children == 0;
+    *keep_old = leaves > 1;
+    if (leaves > 1)
+        ui_error("The attachments of a postponed message are not restored yet; the postponed "
+                 "copy in %s is kept.", box);
+    rc = 0;
+out:
+    message_free(m);
+    buf_free(&raw);
+    free(scan);
+    maildir_folder_close(f);
+    if (rc < 0) {
+        free(*path);
+        *path = NULL;
+    }
+    return rc;
+}
+
+static void recall_mail(struct app *a)
+{
+    struct compose_state c;
+    char *old = NULL;
+    bool keep_old = false;
+
+    memset(&c, 0, sizeof c);
+    draft_init(&c.d);
+    if (recall_pick(a, &c, &old, &keep_old) < 0) {
+        compose_state_free(&c);
+        return;
+    }
+    struct buf t = BUF_INIT;
+    struct err e;
+    if (draft_write_template(&c.d, &t) < 0 ||
+        editor_draft_create(t.data ? t.data : "", t.len, &c.path, &e) < 0) {
+        ui_error("Could not make a draft file.");
+        buf_free(&t);
+        free(old);
+        compose_state_free(&c);
+        return;
+    }
+    buf_free(&t);
+    int sent = compose_screen(a, &c);
+    /* the recalled copy goes once the message was sent or postponed anew */
+    if ((sent == 1 || c.postponed) && !keep_old)
+        unlink(old);
+    if (c.path)
+        unlink(c.path);
+    free(old);
     compose_state_free(&c);
 }
 
@@ -2204,8 +2361,10 @@ static bool message_op(struct app *a, int op)
     case OP_FORWARD_MESSAGE:
         write_mail(a, op);
         return true;
-    case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE: case OP_RECALL_MESSAGE:
-    case OP_COMPOSE_TO_SENDER:
+    case OP_RECALL_MESSAGE:
+        recall_mail(a);
+        return true;
+    case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE: case OP_COMPOSE_TO_SENDER:
         ui_error("%s is not available in this version.", keymap_op_name((enum km_op)op));
         return true;
     case OP_NOOP:

@@ -131,7 +131,7 @@ static char *host_name(const struct config *cfg)
 
 /* A mailbox option ($record, $postponed) as a Maildir folder, created as a
  * Maildir++ subfolder of $folder when it does not exist yet. */
-static int open_folder(const struct config *cfg, const char *option_value,
+int outbox_open_folder(const struct config *cfg, const char *option_value,
                        struct maildir_folder **out, struct err *e)
 {
     char *path = config_mailbox_path(cfg, option_value);
@@ -187,7 +187,7 @@ int outbox_file(const struct config *cfg, const char *mailbox, const struct comp
     o.eightbit_ok = true;
     if (compose_render(m, &o, &data, e) < 0)
         goto out;
-    if (open_folder(cfg, mailbox, &f, e) < 0)
+    if (outbox_open_folder(cfg, mailbox, &f, e) < 0)
         goto out;
     struct maildir_deliver_opts d = {true, maildir_flags, NULL};
     rc = maildir_deliver(f, data.data ? data.data : "", data.len, &d, &ref, e);

@@ -34,6 +34,12 @@ int outbox_from_draft(const struct config *cfg, const struct alias_db *db,
  * in place so that a later outbox_file() copy is the same message. */
 int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e);
 
+/* The Maildir folder a mailbox option value names ("+Sent" in a
+ * Maildir++ tree is ".Sent", created when missing). */
+struct maildir_folder;
+int outbox_open_folder(const struct config *cfg, const char *mailbox,
+                       struct maildir_folder **out, struct err *e);
+
 /* Store m (Bcc kept) in the folder named by a mailbox option value
  * ("+Sent", "=.Drafts", a path) with Maildir flags; *where (may be NULL)
  * gets the file's path. */

@@ -444,6 +444,30 @@ def scenario_compose_reply_send(tmp):
             copy = open(os.path.join(md, ".Sent", "cur", sent.pop()), "rb").read()
             assert b"Subject: UI test" in copy and b"Written by the scripted editor." in copy
 
+            # postpone a message, recall it, send it: the postponed copy goes away
+            t.send("m")
+            t.wait_for("Compose", 10)
+            t.send("s")
+            t.wait_for("Subject:", 5)
+            t.send("\x15Postponed then sent\r")
+            t.wait_for("Postponed then sent", 5)
+            t.send("P")
+            t.wait_for("Message postponed.", 10)
+            drafts = files_in(os.path.join(md, ".Drafts"), "cur")
+            assert len(drafts) == 1 and drafts[0].endswith(":2,D"), drafts
+            t.send("R")
+            t.wait_for("Compose", 10)
+            t.wait_for("Postponed then sent", 5)
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            assert files_in(os.path.join(md, ".Drafts"), "cur") == [], "postponed copy kept"
+            msgs = smtp.messages()
+            assert len(msgs) == 2, len(msgs)
+            rec, data = msgs[1]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            assert msg["Subject"] == "Postponed then sent", msg["Subject"]
+            assert rec["rcpt_tos"] == ["friend@example.org"], rec["rcpt_tos"]
+
             # a reply: threading headers, the quote, and R on the original's file
             target = next(e for e in inbox(entries) if e["message_id"] and e["from"]
                           and "R" not in e["flags"] and e["path"].startswith("cur/"))
@@ -454,8 +478,8 @@ def scenario_compose_reply_send(tmp):
             t.send("y")
             t.wait_for("Mail sent.", 20)
             msgs = smtp.messages()
-            assert len(msgs) == 2, len(msgs)
-            rec, data = msgs[1]
+            assert len(msgs) == 3, len(msgs)
+            rec, data = msgs[2]
             assert rec["rcpt_tos"] == [target["from"][0][1]], rec["rcpt_tos"]
             msg = email.message_from_bytes(data, policy=email.policy.default)
             assert msg["In-Reply-To"] == "<%s>" % target["message_id"], msg["In-Reply-To"]
