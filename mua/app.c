@@ -1791,12 +1791,61 @@ static void compose_draw(struct app *a, struct compose_state *c)
     buf_free(&line);
 }
 
-static void compose_prompt_field(struct compose_state *c, const char *field)
+/* Tab in an address prompt: complete the last address from the aliases. */
+static int complete_address(void *ctx, struct buf *text)
+{
+    const struct alias_db *db = ctx;
+    const char *all = buf_cstr(text);
+    const char *word = strrchr(all, ',');
+    struct alias_candidates cands;
+    int n;
+
+    word = word ? word + 1 : all;
+    while (*word == ' ')
+        word++;
+    size_t keep = (size_t)(word - all);
+    alias_complete(db, word, &cands);
+    n = (int)cands.n;
+    if (n == 1) {
+        buf_truncate(text, keep);
+        if (buf_puts(text, cands.v[0].insert) < 0)
+            n = 0;
+    } else if (n > 1) {
+        char *common = alias_common_prefix(&cands);
+        if (strlen(common) > strlen(word) && alias_prefix_match(common, word)) {
+            buf_truncate(text, keep);
+            if (buf_puts(text, common) < 0)
+                n = 0;
+        } else {
+            struct buf list = BUF_INIT;
+            for (size_t i = 0; i < cands.n && i < 8; i++)
+                if (buf_printf(&list, "%s%s", i ? ", " : "", cands.v[i].insert) < 0)
+                    break;
+            ui_message("%d matches: %s%s", n, buf_cstr(&list), n > 8 ? ", ..." : "");
+            buf_free(&list);
+        }
+        free(common);
+    }
+    alias_candidates_free(&cands);
+    return n;
+}
+
+static void compose_prompt_field(struct app *a, struct compose_state *c, const char *field)
 {
     char *prompt = xasprintf("%s: ", field), *value;
     const char *cur = draft_get(&c->d, field);
+    bool addresses = strcasecmp(field, "Subject") != 0;
+    struct alias_db db;
+    struct rc_diag diag;
 
-    if (ui_prompt(prompt, cur ? cur : "", NULL, NULL, &value) == 0) {
+    alias_db_init(&db);
+    rc_diag_init(&diag);
+    if (addresses)
+        outbox_aliases(a->cfg, &db, &diag);
+    int rc = ui_prompt(prompt, cur ? cur : "", addresses ? complete_address : NULL, &db, &value);
+    alias_db_free(&db);
+    rc_diag_free(&diag);
+    if (rc == 0) {
         if (strpbrk(value, "\r\n"))
             ui_error("A header cannot contain a line break.");
         else
@@ -1871,12 +1920,12 @@ static int compose_screen(struct app *a, struct compose_state *c)
         case OP_EDIT_MESSAGE: case OP_EDIT_HEADERS:
             (void)compose_edit(a, c);
             break;
-        case OP_EDIT_TO: compose_prompt_field(c, "To"); break;
-        case OP_EDIT_CC: compose_prompt_field(c, "Cc"); break;
-        case OP_EDIT_BCC: compose_prompt_field(c, "Bcc"); break;
-        case OP_EDIT_SUBJECT: compose_prompt_field(c, "Subject"); break;
-        case OP_EDIT_REPLY_TO: compose_prompt_field(c, "Reply-To"); break;
-        case OP_EDIT_FROM: compose_prompt_field(c, "From"); break;
+        case OP_EDIT_TO: compose_prompt_field(a, c, "To"); break;
+        case OP_EDIT_CC: compose_prompt_field(a, c, "Cc"); break;
+        case OP_EDIT_BCC: compose_prompt_field(a, c, "Bcc"); break;
+        case OP_EDIT_SUBJECT: compose_prompt_field(a, c, "Subject"); break;
+        case OP_EDIT_REPLY_TO: compose_prompt_field(a, c, "Reply-To"); break;
+        case OP_EDIT_FROM: compose_prompt_field(a, c, "From"); break;
         case OP_ATTACH_FILE: {
             char *typed;
             if (ui_prompt("Attach file: ", NULL, NULL, NULL, &typed) < 0)

@@ -416,6 +416,7 @@ def scenario_compose_reply_send(tmp):
         rc = ("set folder=%s\nset from=me@example.org\nset realname='Me'\n"
               "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
               "set tls_fingerprint=%s\nset record=+Sent\nset editor='%s'\n"
+              "alias bobby Bob Builder <bob@example.org>\n"
               % (md, smtp.port, smtp.fingerprint, editor))
         t = start(tmp, md, rc=rc)
         try:
@@ -424,6 +425,12 @@ def scenario_compose_reply_send(tmp):
             t.send("m")
             t.wait_for("Compose", 10)
             t.wait_for("friend@example.org", 5)
+            # Cc by alias, completed with Tab
+            t.send("c")
+            t.wait_for("Cc:")
+            t.send("\x15bob\t")
+            t.wait_for(lambda t: "bobby" in t.lines()[-1], 5, "the completed alias")
+            t.send("\r")
             t.send("a")
             t.wait_for("Attach file:")
             t.send(attach + "\r")
@@ -433,9 +440,11 @@ def scenario_compose_reply_send(tmp):
             msgs = smtp.messages()
             assert len(msgs) == 1, msgs
             rec, data = msgs[0]
-            assert rec["rcpt_tos"] == ["friend@example.org"], rec["rcpt_tos"]
+            assert sorted(rec["rcpt_tos"]) == ["bob@example.org", "friend@example.org"], \
+                rec["rcpt_tos"]
             msg = email.message_from_bytes(data, policy=email.policy.default)
             assert msg["Subject"] == "UI test", msg["Subject"]
+            assert msg["Cc"].addresses[0].display_name == "Bob Builder", msg["Cc"]
             assert "Written by the scripted editor." in msg.get_body(("plain",)).get_content()
             atts = list(msg.iter_attachments())
             assert len(atts) == 1 and atts[0].get_content() == payload, "attachment differs"
