@@ -1650,6 +1650,8 @@ struct compose_state {
     size_t n_files;
     size_t cursor;               /* among the attachments */
     bool postponed;              /* left the screen by postponing */
+    char *fwd;                   /* a message forwarded as message/rfc822 */
+    size_t fwd_len;
 };
 
 static void compose_state_free(struct compose_state *c)
@@ -1659,6 +1661,7 @@ static void compose_state_free(struct compose_state *c)
     for (size_t i = 0; i < c->n_files; i++)
         free(c->files[i]);
     free(c->files);
+    free(c->fwd);
 }
 
 static char *expand_home(const char *p)
@@ -1723,6 +1726,12 @@ static int compose_build(struct app *a, struct compose_state *c, struct compose_
     rc_diag_init(&diag);
     outbox_aliases(a->cfg, &db, &diag);
     rc = outbox_from_draft(a->cfg, &db, &c->d, m, e);
+    if (rc == 0 && c->fwd) {
+        struct compose_attachment *at =
+            compose_add_attachment(m, c->fwd, c->fwd_len, NULL, "message/rfc822");
+        at->is_message = true;
+        at->disposition = COMPOSE_DISP_INLINE;
+    }
     for (size_t i = 0; rc == 0 && i < c->n_files; i++)
         rc = compose_attach_file(m, c->files[i], 64u << 20, e);
     if (rc == 0)
@@ -1775,6 +1784,13 @@ static void compose_draw(struct app *a, struct compose_state *c)
     if (buf_printf(&line, "    [text/plain, %zu bytes] the message text", body_len) < 0)
         die("compose: unbounded buffer refused data");
     ui_draw(row++, 0, line.data, line.len, THEME_NORMAL, 0, true);
+    if (c->fwd) {
+        buf_reset(&line);
+        if (buf_printf(&line, "    [message/rfc822, %zu bytes] the forwarded message",
+                       c->fwd_len) < 0)
+            die("compose: unbounded buffer refused data");
+        ui_draw(row++, 0, line.data, line.len, THEME_NORMAL, 0, true);
+    }
     for (size_t i = 0; i < c->n_files && row < ui_rows() - 2; i++) {
         char *safe = sanitize_term_dup(c->files[i], strlen(c->files[i]), 0);
         buf_reset(&line);
@@ -2019,7 +2035,27 @@ static void write_mail(struct app *a, int op)
     case OP_REPLY: rc = draft_reply(a->cfg, m, DRAFT_REPLY, &c.d, &e); break;
     case OP_GROUP_REPLY: rc = draft_reply(a->cfg, m, DRAFT_GROUP_REPLY, &c.d, &e); break;
     case OP_LIST_REPLY: rc = draft_reply(a->cfg, m, DRAFT_LIST_REPLY, &c.d, &e); break;
-    default: rc = draft_forward(a->cfg, m, &c.d, &e); break;
+    default: {
+        enum config_quad q = a->cfg->opt.mime_forward;
+        int attach = q == CFG_YES ? 1 : q == CFG_NO ? 0
+                   : ui_yesno("Forward as attachment?", q == CFG_ASK_YES ? 1 : 0);
+        if (attach < 0) {
+            rc = err_set(&e, ERR_INVAL, "Forward aborted.");
+        } else if (attach == 1) {
+            /* the original, unchanged, as message/rfc822 */
+            draft_new(a->cfg, &c.d);
+            struct buf subj = BUF_INIT;
+            if (buf_printf(&subj, "Fwd: %s", m->env.subject ? m->env.subject : "") < 0)
+                die("forward: unbounded buffer refused data");
+            draft_set(&c.d, "Subject", buf_cstr(&subj));
+            buf_free(&subj);
+            c.fwd_len = raw.len;
+            c.fwd = xmemdup0(raw.data ? raw.data : "", raw.len);
+        } else {
+            rc = draft_forward(a->cfg, m, &c.d, &e);
+        }
+        break;
+    }
     }
     message_free(m);
     buf_free(&raw);
@@ -2413,6 +2449,36 @@ static bool message_op(struct app *a, int op)
     case OP_RECALL_MESSAGE:
         recall_mail(a);
         return true;
+    case OP_CREATE_ALIAS: {
+        if (cur == VIEW_NONE) {
+            ui_error("No visible messages.");
+            return true;
+        }
+        const struct store_msg *sm = cur_smsg(a, cur);
+        const char *addr = sstr(a, sm->from_addr), *name = sstr(a, sm->from);
+        char *key, *suggest = alias_suggest_key(addr);
+        if (!*addr || ui_prompt("Alias as: ", suggest, NULL, NULL, &key) < 0) {
+            free(suggest);
+            return true;
+        }
+        free(suggest);
+        char *path = config_mailbox_path(a->cfg, a->cfg->opt.alias_file && *a->cfg->opt.alias_file
+                                                     ? a->cfg->opt.alias_file
+                                                     : "~/.config/correo/aliases");
+        /* the directory of a first aliases file may not exist yet */
+        for (char *sl = strchr(path + 1, '/'); sl; sl = strchr(sl + 1, '/')) {
+            *sl = '\0';
+            (void)mkdir(path, 0700);
+            *sl = '/';
+        }
+        if (*key && alias_create(path, key, strcmp(name, addr) == 0 ? NULL : name, addr, &e) < 0)
+            ui_error("%s", e.text);
+        else if (*key)
+            ui_message("Alias added.");
+        free(path);
+        free(key);
+        return true;
+    }
     case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE: case OP_COMPOSE_TO_SENDER:
         ui_error("%s is not available in this version.", keymap_op_name((enum km_op)op));
         return true;

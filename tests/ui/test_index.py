@@ -416,7 +416,7 @@ def scenario_compose_reply_send(tmp):
         rc = ("set folder=%s\nset from=me@example.org\nset realname='Me'\n"
               "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
               "set tls_fingerprint=%s\nset record=+Sent\nset editor='%s'\n"
-              "alias bobby Bob Builder <bob@example.org>\n"
+              "alias bobby Bob Builder <bob@example.org>\nset mime_forward=yes\n"
               % (md, smtp.port, smtp.fingerprint, editor))
         t = start(tmp, md, rc=rc)
         try:
@@ -495,6 +495,26 @@ def scenario_compose_reply_send(tmp):
             assert msg["Subject"].lower().startswith(("re:", "re[", "aw:", "sv:")), msg["Subject"]
             replied = [f for f in files_in(md, "cur") if f.startswith(base)]
             assert replied and re.search(r":2,[A-Z]*R", replied[0]), replied
+            # forward as an attachment: the original travels unchanged
+            t.send("f")
+            t.wait_for("message/rfc822", 10)
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            rec, data = smtp.messages()[3]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            parts = [p for p in msg.walk() if p.get_content_type() == "message/rfc822"]
+            assert len(parts) == 1, [p.get_content_type() for p in msg.walk()]
+            inner = parts[0].get_payload()[0]
+            assert inner["Message-ID"] == "<%s>" % target["message_id"], inner["Message-ID"]
+            assert msg["Subject"].startswith("Fwd: "), msg["Subject"]
+
+            # an alias from the sender of the current message
+            t.send("a")
+            t.wait_for("Alias as:", 5)
+            t.send("\x15fromui\r")
+            t.wait_for("Alias added.", 5)
+            aliases = open(os.path.join(tmp, "home", ".config", "correo", "aliases")).read()
+            assert aliases.startswith("alias fromui ") and target["from"][0][1] in aliases, aliases
             t.send("q")
             assert t.wait_exit(10) == 0
         finally:
