@@ -2233,6 +2233,109 @@ static void recall_mail(struct app *a)
     compose_state_free(&c);
 }
 
+/* Bounce: the original, unchanged but for Resent- headers, to new
+ * recipients (mutt's bounce-message). */
+static void bounce_message(struct app *a)
+{
+    uint32_t msg = view_current(&a->view);
+    struct alias_db db;
+    struct rc_diag diag;
+    struct compose_msg me;
+    struct msg_addrlist to = {NULL, 0};
+    struct buf raw = BUF_INIT, data = BUF_INIT;
+    struct err e;
+    char *typed = NULL, **rcpts = NULL;
+    int rc = -1;
+
+    if (msg == VIEW_NONE) {
+        ui_error("No visible messages.");
+        return;
+    }
+    alias_db_init(&db);
+    rc_diag_init(&diag);
+    compose_msg_init(&me);
+    outbox_aliases(a->cfg, &db, &diag);
+    if (outbox_from(a->cfg, &me, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    if (ui_prompt("Bounce message to: ", NULL, complete_address, &db, &typed) < 0 || !*typed)
+        goto out;
+    if (alias_expand(&db, typed, &to, &e) < 0 || to.n == 0) {
+        ui_error("%s", to.n ? e.text : "No recipients.");
+        goto out;
+    }
+    rcpts = xcalloc(to.n, sizeof *rcpts);
+    struct buf list = BUF_INIT;
+    for (size_t i = 0; i < to.n; i++) {
+        rcpts[i] = to.v[i].addr;
+        char *one = draft_format_addr(to.v[i].name, to.v[i].addr);
+        if ((i && buf_puts(&list, ", ") < 0) || buf_puts(&list, one) < 0)
+            die("bounce: unbounded buffer refused data");
+        free(one);
+    }
+    char *q = xasprintf("Bounce message to %s?", buf_cstr(&list));
+    char *sq = sanitize_term_dup(q, strlen(q), 0);
+    int yes = ui_yesno(sq, 1);
+    free(q);
+    free(sq);
+    if (yes != 1 || read_whole(a, msg, &raw) < 0) {
+        buf_free(&list);
+        goto out;
+    }
+    /* Resent- headers, then the original with CRLF line ends and without
+     * any Bcc field (a copy from Sent may carry one). */
+    char date[64], *from = draft_format_addr(me.from.v[0].name, me.from.v[0].addr);
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    if (buf_printf(&data, "Resent-From: %s\r\nResent-To: %s\r\nResent-Date: %s\r\n"
+                          "Resent-Message-ID: <%lx.%ld.bounce@correo>\r\n",
+                   from, buf_cstr(&list), date, (unsigned long)random(), (long)now) < 0)
+        die("bounce: unbounded buffer refused data");
+    free(from);
+    buf_free(&list);
+    bool in_header = true, skipping = false;
+    const char *p = raw.data ? raw.data : "", *end = p + raw.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        size_t body_n = n && p[n - 1] == '\r' ? n - 1 : n;
+        if (in_header) {
+            if (body_n == 0)
+                in_header = false;
+            else if (p[0] == ' ' || p[0] == '\t')
+                ; /* continuation: keep or skip with its field */
+            else
+                skipping = body_n >= 4 && strncasecmp(p, "bcc:", 4) == 0;
+        }
+        if (!(in_header && skipping)) {
+            if (buf_append(&data, p, body_n) < 0 || buf_puts(&data, "\r\n") < 0)
+                die("bounce: unbounded buffer refused data");
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    ui_message("Bouncing message...");
+    ui_draw_message();
+    ui_refresh();
+    rc = outbox_send_raw(a->cfg, me.from.v[0].addr, (const char *const *)rcpts, to.n,
+                         data.data ? data.data : "", data.len, &e);
+    if (rc < 0)
+        ui_error("Not bounced: %s", e.text);
+    else
+        ui_message("Message bounced.");
+out:
+    free(rcpts);
+    free(typed);
+    alias_addrlist_free(&to);
+    buf_free(&raw);
+    buf_free(&data);
+    compose_msg_free(&me);
+    alias_db_free(&db);
+    rc_diag_free(&diag);
+}
+
 /* Drafts left by a crash of an earlier run go to $postponed at start. */
 static void rescue_orphans(struct app *a)
 {
@@ -2479,7 +2582,10 @@ static bool message_op(struct app *a, int op)
         free(key);
         return true;
     }
-    case OP_BOUNCE_MESSAGE: case OP_RESEND_MESSAGE: case OP_COMPOSE_TO_SENDER:
+    case OP_BOUNCE_MESSAGE:
+        bounce_message(a);
+        return true;
+    case OP_RESEND_MESSAGE: case OP_COMPOSE_TO_SENDER:
         ui_error("%s is not available in this version.", keymap_op_name((enum km_op)op));
         return true;
     case OP_NOOP:

@@ -201,6 +201,35 @@ out:
     return rc;
 }
 
+static void send_opts_from_config(const struct config *cfg, const char *host, struct send_opts *so)
+{
+    memset(so, 0, sizeof *so);
+    so->url = cfg->opt.smtp_url && *cfg->opt.smtp_url ? cfg->opt.smtp_url : NULL;
+    so->pass = cfg->opt.smtp_pass && *cfg->opt.smtp_pass ? cfg->opt.smtp_pass : NULL;
+    so->pass_cmd = cfg->opt.smtp_pass_cmd && *cfg->opt.smtp_pass_cmd ? cfg->opt.smtp_pass_cmd
+                                                                       : NULL;
+    so->oauth_cmd = cfg->opt.smtp_oauth_refresh_command && *cfg->opt.smtp_oauth_refresh_command
+                        ? cfg->opt.smtp_oauth_refresh_command : NULL;
+    so->tls_fingerprint = cfg->opt.tls_fingerprint && *cfg->opt.tls_fingerprint
+                              ? cfg->opt.tls_fingerprint : NULL;
+    so->helo_name = host;
+    if (!so->url)
+        so->sendmail = cfg->opt.sendmail;
+}
+
+int outbox_send_raw(const struct config *cfg, const char *env_from, const char *const *rcpts,
+                    size_t n, const char *data, size_t len, struct err *e)
+{
+    struct send_opts so;
+    char *host = host_name(cfg);
+    int rc;
+
+    send_opts_from_config(cfg, host, &so);
+    rc = send_message(&so, env_from, rcpts, n, data, len, e);
+    free(host);
+    return rc;
+}
+
 int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e)
 {
     struct compose_opts co;
@@ -213,18 +242,7 @@ int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e)
     memset(&co, 0, sizeof co);
     co.hostname = host;
     co.eightbit_ok = false;   /* quoted-printable: right whatever the server offers */
-    memset(&so, 0, sizeof so);
-    so.url = cfg->opt.smtp_url && *cfg->opt.smtp_url ? cfg->opt.smtp_url : NULL;
-    so.pass = cfg->opt.smtp_pass && *cfg->opt.smtp_pass ? cfg->opt.smtp_pass : NULL;
-    so.pass_cmd = cfg->opt.smtp_pass_cmd && *cfg->opt.smtp_pass_cmd ? cfg->opt.smtp_pass_cmd
-                                                                     : NULL;
-    so.oauth_cmd = cfg->opt.smtp_oauth_refresh_command && *cfg->opt.smtp_oauth_refresh_command
-                       ? cfg->opt.smtp_oauth_refresh_command : NULL;
-    so.tls_fingerprint = cfg->opt.tls_fingerprint && *cfg->opt.tls_fingerprint
-                             ? cfg->opt.tls_fingerprint : NULL;
-    so.helo_name = host;
-    if (!so.url)
-        so.sendmail = cfg->opt.sendmail;
+    send_opts_from_config(cfg, host, &so);
 
     if (compose_prepare(m, &co, e) == 0 && compose_render(m, &co, &wire, e) == 0 &&
         compose_envelope(m, &env_from, &rcpts, &n_rcpts, e) == 0)

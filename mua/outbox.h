@@ -40,6 +40,10 @@ struct maildir_folder;
 int outbox_open_folder(const struct config *cfg, const char *mailbox,
                        struct maildir_folder **out, struct err *e);
 
+/* Send data (a whole message with CRLF line ends) as it is, e.g. a bounce. */
+int outbox_send_raw(const struct config *cfg, const char *env_from, const char *const *rcpts,
+                    size_t n, const char *data, size_t len, struct err *e);
+
 /* Store m (Bcc kept) in the folder named by a mailbox option value
  * ("+Sent", "=.Drafts", a path) with Maildir flags; *where (may be NULL)
  * gets the file's path. */

@@ -478,8 +478,12 @@ def scenario_compose_reply_send(tmp):
             assert rec["rcpt_tos"] == ["friend@example.org"], rec["rcpt_tos"]
 
             # a reply: threading headers, the quote, and R on the original's file
+            def short_lines(e):
+                data = open(os.path.join(md, e["path"]), "rb").read()
+                return all(len(line) <= 990 for line in data.split(b"\n"))
             target = next(e for e in inbox(entries) if e["message_id"] and e["from"]
-                          and "R" not in e["flags"] and e["path"].startswith("cur/"))
+                          and "R" not in e["flags"] and e["path"].startswith("cur/")
+                          and short_lines(e))
             base = os.path.basename(target["path"]).split(":")[0]
             limit_to(t, "~i " + re.escape(target["message_id"]))
             t.send("r")
@@ -507,6 +511,22 @@ def scenario_compose_reply_send(tmp):
             inner = parts[0].get_payload()[0]
             assert inner["Message-ID"] == "<%s>" % target["message_id"], inner["Message-ID"]
             assert msg["Subject"].startswith("Fwd: "), msg["Subject"]
+
+            # bounce: the original as it is, with Resent- headers, to a new address
+            t.send("b")
+            t.wait_for("Bounce message to:", 5)
+            t.send("other@example.org\r")
+            t.wait_for("Bounce message to other@example.org?", 5)
+            t.send("y")
+            t.wait_for("Message bounced.", 20)
+            rec, data = smtp.messages()[4]
+            assert rec["rcpt_tos"] == ["other@example.org"], rec["rcpt_tos"]
+            assert data.startswith(b"Resent-From: Me <me@example.org>\r\n"), data[:200]
+            assert b"Resent-To: other@example.org\r\n" in data
+            original = open(os.path.join(md, "cur", [f for f in files_in(md, "cur")
+                                                     if f.startswith(base)][0]), "rb").read()
+            assert data.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n") == \
+                original.split(b"\n\n", 1)[1], "the bounced body differs from the original"
 
             # an alias from the sender of the current message
             t.send("a")
