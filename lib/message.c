@@ -26,6 +26,12 @@ static void msg_warn(struct message *m, const char *fmt, ...)
     va_start(ap, fmt);
     w = xvasprintf(fmt, ap);
     va_end(ap);
+    if (!charset_valid_utf8(w, strlen(w))) {
+        /* a quoted header value with 8-bit bytes, or cut inside a character */
+        char *u = charset_fix_utf8_str(w, strlen(w));
+        free(w);
+        w = u;
+    }
     for (size_t i = 0; i < m->n_warnings; i++) {
         if (strcmp(m->warnings[i], w) == 0) {
             free(w);

@@ -810,6 +810,27 @@ static void test_empty_message_ids(void **state)
     buf_free(&raw);
 }
 
+/* Warnings quote header values: they must still be UTF-8 (found by
+ * fuzzing: raw 8-bit bytes, and "%.60s" cutting a character in two). */
+static void test_warnings_utf8(void **state)
+{
+    static const char *const cases[] = {
+        "Content-Transfer-Encoding: quoted-printable\xff\xfe\n\nbody",
+        "Content-Type: \xe9t\xe9\n\nbody",
+        /* 59 ASCII bytes, then a two-byte character across the cut */
+        "Content-Type: 12345678901234567890123456789012345678901234567890123456789\xc3\xa9\n\nbody",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct message *m = parse(cases[i], strlen(cases[i]));
+        assert_true(m->n_warnings > 0);
+        for (size_t k = 0; k < m->n_warnings; k++)
+            if (!charset_valid_utf8(m->warnings[k], strlen(m->warnings[k])))
+                fail_msg("case %zu: warning %zu is not UTF-8", i, k);
+        message_free(m);
+    }
+}
+
 static void test_header_only_speed(void **state)
 {
     struct err e;
@@ -853,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_empty_message_ids),
         cmocka_unit_test(test_decoded_cap_and_errors),
         cmocka_unit_test(test_header_only_speed),
+        cmocka_unit_test(test_warnings_utf8),
         cmocka_unit_test(test_pathological_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pattern.h"
 
@@ -675,6 +678,85 @@ static void compile_errors(void **state)
     assert_int_equal(bad, 0);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* Compile text in a child with CPU and (outside ASan, which reserves a huge
+ * address space) memory limits: 0 if it failed with an error starting with
+ * want (or compiled, for want == NULL), else 1; killed by a limit: the
+ * signal's number + 100. */
+static int compile_limited(const char *text, const char *want)
+{
+    pid_t pid = fork();
+    int status;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit cpu = {10, 10};
+        struct pattern *p = NULL;
+        struct err e;
+        int rc;
+
+        setrlimit(RLIMIT_CPU, &cpu);
+#ifndef UNDER_ASAN
+        {
+            struct rlimit as = {1u << 30, 1u << 30};
+            setrlimit(RLIMIT_AS, &as);
+        }
+#endif
+        rc = compile(text, 0, &p, &e);
+        pattern_free(p);
+        if (want == NULL)
+            _exit(rc == 0 ? 0 : 1);
+        _exit(rc < 0 && e.code == ERR_PARSE && strncmp(e.text, want, strlen(want)) == 0
+                  ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        return 100 + WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* glibc's regcomp takes gigabytes for large or stacked repetitions (found
+ * by fuzzing: "~i ^a1+++...+@" ran out of memory); such regexes are refused
+ * before regcomp, ordinary repetitions still compile. */
+static void regex_blowup(void **state)
+{
+    static const struct err_case cases[] = {
+        {"~i ^a1++++++++++++++++++++++++++++++@", "~i: regex too complex at 4"},
+        {"~s a{1,32767}", "~s: regex too complex at 4"},
+        {"~s a*+*+*+*+*+*+*+*+*+*+*+*+*+*+*+*+", "~s: regex too complex at 4"},
+        {"~b '((a{1,1000}){1,1000}){1,1000}'", "~b: regex too complex at 4"},
+        {"~N ~s a{0,40}{0,40}{0,40}", "~s: regex too complex at 7"},
+        {"~h 'x[]{]{1000}{1000}'", "~h: regex too complex at 4"},
+        /* compile */
+        {"~s a{1,100}", NULL},
+        {"~s '(re|fwd):+ *x?'", NULL},
+        {"~s [[:alpha:]]{2,5}x+", NULL},
+        {"~s '^\\[[^]]*\\]{1,3}'", NULL},
+        {"~s a{,3}b{2,}c{4}", NULL},
+        {"~s '(a|b|c)*(d+|e?){1,9}'", NULL},
+        {"=s a{1,32767}", NULL},         /* a substring, not a regex */
+    };
+    int bad = 0;
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int r = compile_limited(cases[i].pattern, cases[i].text);
+        if (r != 0) {
+            print_error("[%s] result %d, want %s\n", cases[i].pattern, r,
+                        cases[i].text ? cases[i].text : "success");
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 static void nesting_limit(void **state)
 {
     char text[2 * (PATTERN_MAX_DEPTH + 10) + 8];
@@ -975,6 +1057,7 @@ int main(void)
         cmocka_unit_test(simple_search),
         cmocka_unit_test(compile_errors),
         cmocka_unit_test(nesting_limit),
+        cmocka_unit_test(regex_blowup),
         cmocka_unit_test(lazy_access),
         cmocka_unit_test(needs_and_accessor_errors),
         cmocka_unit_test(missing_accessors),
