@@ -541,10 +541,46 @@ def scenario_compose_reply_send(tmp):
             t.close()
 
 
+def scenario_send_failure_keeps_message(tmp):
+    sys.path.insert(0, os.path.join(SRCDIR, "tests/integration"))
+    from smtp_fixture import SmtpFixture
+    md, _ = make_tree(tmp, seed=18, count=20)
+    editor = os.path.join(tmp, "editor.sh")
+    with open(editor, "w") as f:
+        f.write("#!/bin/sh\n"
+                "sed -i 's/^To: *$/To: friend@example.org/; s/^Subject: *$/Subject: must survive/' \"$1\"\n"
+                "printf 'Precious words.\\n' >> \"$1\"\n")
+    os.chmod(editor, 0o700)
+    with SmtpFixture(SRCDIR, tmp) as smtp:
+        rc = ("set folder=%s\nset from=me@example.org\n"
+              "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=wrong\n"
+              "set tls_fingerprint=%s\nset editor='%s'\n"
+              % (md, smtp.port, smtp.fingerprint, editor))
+        t = start(tmp, md, rc=rc)
+        try:
+            t.send("m")
+            t.wait_for("Compose", 10)
+            t.send("y")
+            t.wait_for("Not sent:", 20)
+            assert "535" in t.text(), t.text()          # the server's own reply
+            assert "Compose" in t.text()                 # still on the compose screen
+            assert smtp.messages() == []
+            t.send("P")
+            t.wait_for("Message postponed.", 10)
+            drafts = files_in(os.path.join(md, ".Drafts"), "cur")
+            assert len(drafts) == 1, drafts
+            kept = open(os.path.join(md, ".Drafts", "cur", drafts[0]), "rb").read()
+            assert b"Precious words." in kept and b"Subject: must survive" in kept
+            t.send("q")
+            assert t.wait_exit(10) == 0
+        finally:
+            t.close()
+
+
 SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
              scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
              scenario_pager_attachments, scenario_new_mail_while_open,
-             scenario_compose_reply_send]
+             scenario_compose_reply_send, scenario_send_failure_keeps_message]
 
 failed = 0
 for sc in SCENARIOS:
