@@ -2064,6 +2064,17 @@ static void write_mail(struct app *a, int op)
         compose_state_free(&c);
         return;
     }
+    if (op == OP_REPLY || op == OP_GROUP_REPLY || op == OP_LIST_REPLY) {
+        enum config_quad q = a->cfg->opt.include;
+        int inc = q == CFG_YES ? 1 : q == CFG_NO ? 0
+                : ui_yesno("Include message in reply?", q == CFG_ASK_YES ? 1 : 0);
+        if (inc < 0) {
+            compose_state_free(&c);
+            return;
+        }
+        if (inc == 0)
+            draft_drop_quote(a->cfg, &c.d);
+    }
     if (compose_edit(a, &c) < 0 && !c.path) {
         compose_state_free(&c);
         return;

@@ -467,6 +467,17 @@ int draft_reply(const struct config *cfg, const struct message *orig, enum draft
     return 0;
 }
 
+void draft_drop_quote(const struct config *cfg, struct draft *d)
+{
+    struct buf body = BUF_INIT;
+
+    if (buf_putc(&body, '\n') < 0)
+        die("draft: unbounded buffer refused data");
+    append_signature(cfg, &body);
+    free(d->body);
+    d->body = buf_steal(&body, NULL);
+}
+
 int draft_forward(const struct config *cfg, const struct message *orig, struct draft *d,
                   struct err *e)
 {

@@ -55,6 +55,10 @@ void draft_new(const struct config *cfg, struct draft *d);
 int draft_reply(const struct config *cfg, const struct message *orig, enum draft_reply kind,
                 struct draft *d, struct err *e);
 
+/* Replace the body with an empty one plus the signature (a reply that
+ * does not include the original, $include=no). */
+void draft_drop_quote(const struct config *cfg, struct draft *d);
+
 /* An inline forward: Subject from $forward_format, the original's headers
  * and text in the body. */
 int draft_forward(const struct config *cfg, const struct message *orig, struct draft *d,

@@ -417,6 +417,7 @@ def scenario_compose_reply_send(tmp):
               "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
               "set tls_fingerprint=%s\nset record=+Sent\nset editor='%s'\n"
               "alias bobby Bob Builder <bob@example.org>\nset mime_forward=yes\n"
+              "set include=ask-yes\n"
               % (md, smtp.port, smtp.fingerprint, editor))
         t = start(tmp, md, rc=rc)
         try:
@@ -487,6 +488,8 @@ def scenario_compose_reply_send(tmp):
             base = os.path.basename(target["path"]).split(":")[0]
             limit_to(t, "~i " + re.escape(target["message_id"]))
             t.send("r")
+            t.wait_for("Include message in reply?", 10)
+            t.send("\r")   # the ask-yes default
             t.wait_for("Compose", 10)
             t.send("y")
             t.wait_for("Mail sent.", 20)
@@ -497,6 +500,7 @@ def scenario_compose_reply_send(tmp):
             msg = email.message_from_bytes(data, policy=email.policy.default)
             assert msg["In-Reply-To"] == "<%s>" % target["message_id"], msg["In-Reply-To"]
             assert msg["Subject"].lower().startswith(("re:", "re[", "aw:", "sv:")), msg["Subject"]
+            assert "wrote:" in msg.get_body(("plain",)).get_content(), "the quote is missing"
             replied = [f for f in files_in(md, "cur") if f.startswith(base)]
             assert replied and re.search(r":2,[A-Z]*R", replied[0]), replied
             # forward as an attachment: the original travels unchanged

@@ -77,6 +77,11 @@ static void reply_kinds(void **state)
                                 "> Second paragraph\n"
                                 "\n");
 
+    /* $include=no: the same headers, no quote */
+    draft_drop_quote(cfg, &d);
+    assert_string_equal(d.body, "\n");
+    assert_string_equal(d.in_reply_to, "orig@example.org");
+
     /* group reply: the others in Cc, never me (by $from or $alternates) */
     assert_int_equal(draft_reply(cfg, m, DRAFT_GROUP_REPLY, &d, &e), 0);
     assert_string_equal(draft_get(&d, "To"), "Alice Example <alice@example.org>");
