@@ -1327,6 +1327,47 @@ static int cmd_word_list(struct config *cfg, const struct rc_cmd *cmd, struct er
     return 0;
 }
 
+/* The address words of an alias joined back into one address list.  The
+ * tokenizer took the quotes off, so a word that held blanks or a comma
+ * inside it (a display name such as "Doe, John") is quoted again, RFC 5322
+ * style; a comma at the end of a word still separates addresses. */
+static char *join_alias_words(const struct rc_cmd *cmd, size_t from)
+{
+    struct buf b = BUF_INIT;
+    int rc = 0;
+
+    for (size_t i = from; i < cmd->argc; i++) {
+        const char *w = cmd->argv[i];
+        size_t n = strlen(w);
+        size_t core = n && w[n - 1] == ',' ? n - 1 : n;
+        bool quote = false;
+
+        for (size_t k = 0; k < core; k++)
+            if (w[k] == ' ' || w[k] == '\t' || w[k] == ',' || w[k] == ';')
+                quote = true;
+        if (w[0] == '<' || w[0] == '"')
+            quote = false;
+        if (i > from)
+            rc |= buf_putc(&b, ' ');
+        if (!quote) {
+            rc |= buf_puts(&b, w);
+            continue;
+        }
+        rc |= buf_putc(&b, '"');
+        for (size_t k = 0; k < core; k++) {
+            if (w[k] == '"' || w[k] == '\\')
+                rc |= buf_putc(&b, '\\');
+            rc |= buf_putc(&b, w[k]);
+        }
+        rc |= buf_putc(&b, '"');
+        if (core < n)
+            rc |= buf_putc(&b, ',');
+    }
+    if (rc < 0)
+        die("config: unbounded buffer refused data");
+    return buf_steal(&b, NULL);
+}
+
 static int cmd_alias(struct config *cfg, const struct rc_cmd *cmd, struct err *e)
 {
     size_t i = 1;
@@ -1336,7 +1377,7 @@ static int cmd_alias(struct config *cfg, const struct rc_cmd *cmd, struct err *e
         return -1;
     if (i + 2 > cmd->argc)
         return err_set(e, ERR_PARSE, "alias: expects NAME ADDRESS...");
-    addr = join_args(cmd, i + 1);
+    addr = join_alias_words(cmd, i + 1);
     for (size_t k = 0; k < cfg->n_aliases; k++) {
         if (strcasecmp(cfg->aliases[k].name, cmd->argv[i]) == 0) {
             free(cfg->aliases[k].address);

@@ -285,19 +285,27 @@ static void test_config_aliases(void **state)
     config_exec(cfg, "test",
                 "alias cfg1 One <one@example.org>\n"
                 "alias cfgbad <oops\n"
-                "alias shared cfg@example.org\n", NULL);
+                "alias shared cfg@example.org\n"
+                "alias doe \"Doe, John\" <jd@example.org>\n"
+                "alias pair a@example.org, b@example.org\n", NULL);
     alias_db_init(&db);
     rc_diag_init(&diag);
     alias_add_config(&db, cfg, &diag);
-    assert_int_equal(db.n, 2);
+    assert_int_equal(db.n, 4);
     assert_int_equal(diag.n, 1);
     assert_non_null(strstr(diag.msgs[0], "cfgbad"));
     assert_string_equal(alias_lookup(&db, "cfg1")->addrs.v[0].name, "One");
+    /* a quoted display name with a comma in correorc is one address */
+    assert_int_equal(alias_lookup(&db, "doe")->addrs.n, 1);
+    assert_string_equal(alias_lookup(&db, "doe")->addrs.v[0].name, "Doe, John");
+    assert_string_equal(alias_lookup(&db, "doe")->addrs.v[0].addr, "jd@example.org");
+    /* a trailing comma still separates addresses */
+    assert_int_equal(alias_lookup(&db, "pair")->addrs.n, 2);
     /* a file loaded afterwards wins */
     write_file(path, "alias shared file@example.org\n", 0600);
     assert_int_equal(alias_load(&db, path, &diag, NULL), 0);
     assert_string_equal(alias_lookup(&db, "shared")->value, "file@example.org");
-    assert_int_equal(db.n, 2);
+    assert_int_equal(db.n, 4);
     rc_diag_free(&diag);
     alias_db_free(&db);
     config_free(cfg);
