@@ -1673,6 +1673,8 @@ static char *expand_home(const char *p)
     return xstrdup(p);
 }
 
+static void run_send_hooks(struct app *a, struct compose_state *c);
+
 /* Write the draft into its file, run the editor, read it back.  On a parse
  * error the draft keeps what it had and the file keeps what was written. */
 static int compose_edit(struct app *a, struct compose_state *c)
@@ -1708,10 +1710,110 @@ static int compose_edit(struct app *a, struct compose_state *c)
         rc = -1;
         goto out;
     }
+    run_send_hooks(a, c);
     rc = 0;
 out:
     buf_free(&t);
     return rc;
+}
+
+/* ---- send-hooks ----------------------------------------------------------- */
+
+struct hook_ctx {
+    const struct draft *d;
+    struct msg_addr_list from, to, cc;
+};
+
+static const char *hook_subject(void *ctx, uint32_t msg)
+{
+    const struct hook_ctx *h = ctx;
+    (void)msg;
+    return draft_get(h->d, "Subject");
+}
+
+static void hook_addresses(void *ctx, uint32_t msg, enum pattern_addr which, pattern_addr_cb cb,
+                           void *cbctx)
+{
+    const struct hook_ctx *h = ctx;
+    const struct msg_addr_list *l = which == PATTERN_ADDR_TO ? &h->to
+                                  : which == PATTERN_ADDR_CC ? &h->cc
+                                  : which == PATTERN_ADDR_FROM ? &h->from : NULL;
+    (void)msg;
+    for (size_t i = 0; l && i < l->n; i++)
+        if (cb(cbctx, l->v[i].name, l->v[i].addr))
+            return;
+}
+
+static const struct pattern_msg_ops hook_ops = {
+    .subject = hook_subject,
+    .addresses = hook_addresses,
+};
+
+static char *default_from(const struct config *cfg)
+{
+    struct compose_msg m;
+    struct err e;
+    char *f = NULL;
+
+    compose_msg_init(&m);
+    if (outbox_from(cfg, &m, &e) == 0 && m.from.n)
+        f = draft_format_addr(m.from.v[0].name, m.from.v[0].addr);
+    compose_msg_free(&m);
+    return f;
+}
+
+/* Run the send-hooks whose pattern matches the message being written (a
+ * pattern without an operator matches recipients, as mutt's ~C).  A From
+ * the user did not change follows what the hooks set. */
+static void run_send_hooks(struct app *a, struct compose_state *c)
+{
+    struct hook_ctx h;
+    struct err e;
+    char *before = default_from(a->cfg);
+    bool ran = false;
+
+    memset(&h, 0, sizeof h);
+    h.d = &c->d;
+    (void)compose_parse_addresses(draft_get(&c->d, "From") ? draft_get(&c->d, "From") : "",
+                                  &h.from, &e);
+    (void)compose_parse_addresses(draft_get(&c->d, "To") ? draft_get(&c->d, "To") : "", &h.to, &e);
+    (void)compose_parse_addresses(draft_get(&c->d, "Cc") ? draft_get(&c->d, "Cc") : "", &h.cc, &e);
+    for (size_t i = 0; i < a->cfg->n_hooks; i++) {
+        const struct config_hook *hk = &a->cfg->hooks[i];
+        if (strcmp(hk->kind, "send-hook") != 0 || !hk->pattern)
+            continue;
+        char *text = strpbrk(hk->pattern, "~=!()|") ? xstrdup(hk->pattern)
+                                                   : xasprintf("~C %s", hk->pattern);
+        struct pattern *p;
+        if (pattern_compile(text, 0, &p, &e) < 0) {
+            ui_error("send-hook %s: %s", hk->pattern, e.text);
+            free(text);
+            continue;
+        }
+        struct pattern_msg pm = {&hook_ops, 0};
+        if (pattern_match(p, &pm, &h)) {
+            struct rc_diag diag;
+            rc_diag_init(&diag);
+            config_exec(a->cfg, "send-hook", hk->command, &diag);
+            if (diag.n)
+                ui_error("%s", diag.msgs[0]);
+            rc_diag_free(&diag);
+            ran = true;
+        }
+        pattern_free(p);
+        free(text);
+    }
+    if (ran) {
+        char *after = default_from(a->cfg);
+        const char *cur = draft_get(&c->d, "From");
+        if (after && (!cur || !*cur || (before && strcmp(cur, before) == 0)))
+            draft_set(&c->d, "From", after);
+        free(after);
+    }
+    free(before);
+    compose_addrs_free(&h.from);
+    compose_addrs_free(&h.to);
+    compose_addrs_free(&h.cc);
 }
 
 /* The compose_msg to send or file: the draft plus the attachments. */

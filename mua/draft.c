@@ -448,6 +448,23 @@ int draft_reply(const struct config *cfg, const struct message *orig, enum draft
     free(subject);
     take_references(d, env);
 
+    /* $reverse_name: answer from the address of mine the mail was sent to */
+    if (cfg->opt.reverse_name) {
+        const struct msg_addr_list *mine[] = {&env->to, &env->cc};
+        const struct msg_addr *hit = NULL;
+        for (size_t l = 0; l < 2 && !hit; l++)
+            for (size_t i = 0; i < mine[l]->n && !hit; i++)
+                if (is_me(cfg, mine[l]->v[i].addr))
+                    hit = &mine[l]->v[i];
+        if (hit) {
+            const char *name = cfg->opt.realname && *cfg->opt.realname ? cfg->opt.realname
+                                                                       : hit->name;
+            char *f = draft_format_addr(name, hit->addr);
+            draft_set(d, "From", f);
+            free(f);
+        }
+    }
+
     /* attribution, quoted text, signature */
     struct attr_ctx ac = {cfg, orig};
     if (cfg->opt.attribution && *cfg->opt.attribution) {

@@ -418,6 +418,8 @@ def scenario_compose_reply_send(tmp):
               "set tls_fingerprint=%s\nset record=+Sent\nset editor='%s'\n"
               "alias bobby Bob Builder <bob@example.org>\nset mime_forward=yes\n"
               "set include=ask-yes\n"
+              "send-hook . 'set from=me@example.org'\n"
+              "send-hook '~t friend@example.org' 'set from=me.friend@example.org'\n"
               % (md, smtp.port, smtp.fingerprint, editor))
         t = start(tmp, md, rc=rc)
         try:
@@ -446,6 +448,8 @@ def scenario_compose_reply_send(tmp):
             msg = email.message_from_bytes(data, policy=email.policy.default)
             assert msg["Subject"] == "UI test", msg["Subject"]
             assert msg["Cc"].addresses[0].display_name == "Bob Builder", msg["Cc"]
+            # the send-hook for friend@ chose the From address
+            assert msg["From"].addresses[0].addr_spec == "me.friend@example.org", msg["From"]
             assert "Written by the scripted editor." in msg.get_body(("plain",)).get_content()
             atts = list(msg.iter_attachments())
             assert len(atts) == 1 and atts[0].get_content() == payload, "attachment differs"
@@ -501,6 +505,7 @@ def scenario_compose_reply_send(tmp):
             assert msg["In-Reply-To"] == "<%s>" % target["message_id"], msg["In-Reply-To"]
             assert msg["Subject"].lower().startswith(("re:", "re[", "aw:", "sv:")), msg["Subject"]
             assert "wrote:" in msg.get_body(("plain",)).get_content(), "the quote is missing"
+            assert msg["From"].addresses[0].addr_spec == "me@example.org", msg["From"]
             replied = [f for f in files_in(md, "cur") if f.startswith(base)]
             assert replied and re.search(r":2,[A-Z]*R", replied[0]), replied
             # forward as an attachment: the original travels unchanged
@@ -525,7 +530,9 @@ def scenario_compose_reply_send(tmp):
             t.wait_for("Message bounced.", 20)
             rec, data = smtp.messages()[4]
             assert rec["rcpt_tos"] == ["other@example.org"], rec["rcpt_tos"]
-            assert data.startswith(b"Resent-From: Me <me@example.org>\r\n"), data[:200]
+            # send-hooks last until another one changes them (as in mutt): the
+            # forward just went to friend@, so $from is still that hook's
+            assert data.startswith(b"Resent-From: Me <me.friend@example.org>\r\n"), data[:200]
             assert b"Resent-To: other@example.org\r\n" in data
             original = open(os.path.join(md, "cur", [f for f in files_in(md, "cur")
                                                      if f.startswith(base)][0]), "rb").read()

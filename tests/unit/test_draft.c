@@ -82,6 +82,22 @@ static void reply_kinds(void **state)
     assert_string_equal(d.body, "\n");
     assert_string_equal(d.in_reply_to, "orig@example.org");
 
+    /* $reverse_name: from the alternate address the mail went to */
+    {
+        struct rc_diag rd;
+        rc_diag_init(&rd);
+        config_exec(cfg, "t", "set reverse_name\n", &rd);
+        assert_int_equal(rd.n, 0);
+        rc_diag_free(&rd);
+        assert_int_equal(draft_reply(cfg, m, DRAFT_REPLY, &d, &e), 0);
+        assert_string_equal(draft_get(&d, "From"), "Me Myself <me@example.org>");
+        struct message *w = parse("From: x@example.org\nTo: me@work.example\nSubject: w\n\nx\n");
+        assert_int_equal(draft_reply(cfg, w, DRAFT_REPLY, &d, &e), 0);
+        assert_string_equal(draft_get(&d, "From"), "Me Myself <me@work.example>");
+        message_free(w);
+        config_exec(cfg, "t", "unset reverse_name\n", &rd);
+    }
+
     /* group reply: the others in Cc, never me (by $from or $alternates) */
     assert_int_equal(draft_reply(cfg, m, DRAFT_GROUP_REPLY, &d, &e), 0);
     assert_string_equal(draft_get(&d, "To"), "Alice Example <alice@example.org>");
