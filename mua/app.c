@@ -2192,6 +2192,96 @@ static void write_mail(struct app *a, int op)
     compose_state_free(&c);
 }
 
+/* A stored message (postponed, or one to resend) as a draft: addresses,
+ * subject, text, threading headers.  Returns its number of leaf parts (more
+ * than one: it has attachments the draft does not carry). */
+static size_t draft_from_stored(struct compose_state *c, const struct message *m)
+{
+    struct err e;
+    static const char *const fields[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
+    const struct msg_addr_list *lists[] = {&m->env.from, &m->env.to, &m->env.cc, &m->env.bcc,
+                                           NULL, &m->env.reply_to};
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        if (!lists[i]) {
+            draft_set(&c->d, fields[i], m->env.subject ? m->env.subject : "");
+            continue;
+        }
+        struct buf v = BUF_INIT;
+        for (size_t k = 0; k < lists[i]->n; k++) {
+            char *one = draft_format_addr(lists[i]->v[k].name, lists[i]->v[k].addr);
+            if ((v.len && buf_puts(&v, ", ") < 0) || buf_puts(&v, one) < 0)
+                die("recall: unbounded buffer refused data");
+            free(one);
+        }
+        draft_set(&c->d, fields[i], buf_cstr(&v));
+        buf_free(&v);
+    }
+    struct buf body = BUF_INIT;
+    const struct msg_part *bp = message_best_text(m, NULL);
+    if (bp)
+        (void)message_part_text(m, bp, &body, NULL, NULL, &e);
+    free(c->d.body);
+    c->d.body = buf_steal(&body, NULL);
+    if (m->env.in_reply_to)
+        c->d.in_reply_to = xstrdup(m->env.in_reply_to);
+    for (size_t i = 0; i < m->env.n_references; i++) {
+        c->d.references = xreallocarray(c->d.references, c->d.n_references + 1,
+                                        sizeof *c->d.references);
+        c->d.references[c->d.n_references++] = xstrdup(m->env.references[i]);
+    }
+    size_t leaves = 0;
+    for (size_t i = 0; i < m->n_parts; i++)
+        leaves += m->parts[i]->n_children == 0;
+    return leaves;
+}
+
+/* resend-message: a stored message as the template of a new one. */
+static void resend_mail(struct app *a)
+{
+    struct compose_state c;
+    uint32_t msg = view_current(&a->view);
+    struct buf raw = BUF_INIT, t = BUF_INIT;
+    struct message *m = NULL;
+    struct err e;
+
+    if (msg == VIEW_NONE) {
+        ui_error("No visible messages.");
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    draft_init(&c.d);
+    if (read_whole(a, msg, &raw) < 0)
+        goto out;
+    if (message_parse(raw.data ? raw.data : "", raw.len, NULL, &m, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    if (draft_from_stored(&c, m) > 1)
+        ui_error("The attachments of the message are not carried over yet.");
+    /* a new message: no threading, From is the user's */
+    free(c.d.in_reply_to);
+    c.d.in_reply_to = NULL;
+    for (size_t i = 0; i < c.d.n_references; i++)
+        free(c.d.references[i]);
+    c.d.n_references = 0;
+    {
+        char *from = default_from(a->cfg);
+        if (from)
+            draft_set(&c.d, "From", from);
+        free(from);
+    }
+    if (compose_edit(a, &c) < 0 && !c.path)
+        goto out;
+    (void)compose_screen(a, &c);
+    if (c.path)
+        unlink(c.path);
+out:
+    message_free(m);
+    buf_free(&raw);
+    buf_free(&t);
+    compose_state_free(&c);
+}
+
 /* The postponed message chosen by the user, as a draft; *path gets its file
  * so that it can be removed once the message is sent or postponed again. */
 static int recall_pick(struct app *a, struct compose_state *c, char **path, bool *keep_old)
@@ -2263,39 +2353,7 @@ static int recall_pick(struct app *a, struct compose_state *c, char **path, bool
         ui_error("%s", e.text);
         goto out;
     }
-    static const char *const fields[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
-    const struct msg_addr_list *lists[] = {&m->env.from, &m->env.to, &m->env.cc, &m->env.bcc,
-                                           NULL, &m->env.reply_to};
-    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
-        if (!lists[i]) {
-            draft_set(&c->d, fields[i], m->env.subject ? m->env.subject : "");
-            continue;
-        }
-        struct buf v = BUF_INIT;
-        for (size_t k = 0; k < lists[i]->n; k++) {
-            char *one = draft_format_addr(lists[i]->v[k].name, lists[i]->v[k].addr);
-            if ((v.len && buf_puts(&v, ", ") < 0) || buf_puts(&v, one) < 0)
-                die("recall: unbounded buffer refused data");
-            free(one);
-        }
-        draft_set(&c->d, fields[i], buf_cstr(&v));
-        buf_free(&v);
-    }
-    struct buf body = BUF_INIT;
-    const struct msg_part *bp = message_best_text(m, NULL);
-    if (bp)
-        (void)message_part_text(m, bp, &body, NULL, NULL, &e);
-    c->d.body = buf_steal(&body, NULL);
-    if (m->env.in_reply_to)
-        c->d.in_reply_to = xstrdup(m->env.in_reply_to);
-    for (size_t i = 0; i < m->env.n_references; i++) {
-        c->d.references = xreallocarray(c->d.references, c->d.n_references + 1,
-                                        sizeof *c->d.references);
-        c->d.references[c->d.n_references++] = xstrdup(m->env.references[i]);
-    }
-    size_t leaves = 0;
-    for (size_t i = 0; i < m->n_parts; i++)
-        leaves += m->parts[i]->n_children == 0;
+    size_t leaves = draft_from_stored(c, m);
     *keep_old = leaves > 1;
     if (leaves > 1)
         ui_error("The attachments of a postponed message are not restored yet; the postponed "
@@ -2698,7 +2756,10 @@ static bool message_op(struct app *a, int op)
     case OP_BOUNCE_MESSAGE:
         bounce_message(a);
         return true;
-    case OP_RESEND_MESSAGE: case OP_COMPOSE_TO_SENDER:
+    case OP_RESEND_MESSAGE:
+        resend_mail(a);
+        return true;
+    case OP_COMPOSE_TO_SENDER:
         ui_error("%s is not available in this version.", keymap_op_name((enum km_op)op));
         return true;
     case OP_NOOP:

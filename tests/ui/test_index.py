@@ -539,6 +539,17 @@ def scenario_compose_reply_send(tmp):
             assert data.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n") == \
                 original.split(b"\n\n", 1)[1], "the bounced body differs from the original"
 
+            # resend: the message as the template of a new one, from us
+            t.send(ESC + "e")
+            t.wait_for("Compose", 10)
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            rec, data = smtp.messages()[5]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            assert msg["Subject"] == target["subject"], (msg["Subject"], target["subject"])
+            assert msg["In-Reply-To"] is None, msg["In-Reply-To"]
+            assert msg["From"].addresses[0].addr_spec.startswith("me"), msg["From"]
+
             # an alias from the sender of the current message
             t.send("a")
             t.wait_for("Alias as:", 5)
