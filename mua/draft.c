@@ -214,13 +214,14 @@ static char *read_signature(const struct config *cfg)
     return xstrdup(buf);
 }
 
-static void append_signature(const struct config *cfg, struct buf *body)
+/* Returns whether there was a signature to append. */
+static bool append_signature(const struct config *cfg, struct buf *body)
 {
     char *sig = read_signature(cfg);
     int rc = 0;
 
     if (!sig)
-        return;
+        return false;
     if (body->len && body->data[body->len - 1] != '\n')
         rc |= buf_putc(body, '\n');
     if (cfg->opt.sig_dashes)
@@ -231,6 +232,7 @@ static void append_signature(const struct config *cfg, struct buf *body)
     if (rc < 0)
         die("draft: unbounded buffer refused data");
     free(sig);
+    return true;
 }
 
 static void set_standard_headers(const struct config *cfg, struct draft *d, const char *to,
@@ -465,7 +467,10 @@ int draft_reply(const struct config *cfg, const struct message *orig, enum draft
         }
     }
 
-    /* attribution, quoted text, signature */
+    /* attribution, quoted text, signature ($sig_on_top: the room to write
+     * and the signature come first) */
+    if (cfg->opt.sig_on_top && append_signature(cfg, &body) && buf_putc(&body, '\n') < 0)
+        die("draft: unbounded buffer refused data");
     struct attr_ctx ac = {cfg, orig};
     if (cfg->opt.attribution && *cfg->opt.attribution) {
         if (format_expand(cfg->opt.attribution, attr_cb, &ac, 0, &body) < 0 ||
@@ -477,9 +482,10 @@ int draft_reply(const struct config *cfg, const struct message *orig, enum draft
     quote_into(cfg->opt.indent_string ? cfg->opt.indent_string : "> ",
                text.data ? text.data : "", text.len, &body);
     buf_free(&text);
-    if (buf_putc(&body, '\n') < 0)
+    /* the signature brings its own blank line; without one, leave one to
+     * write in */
+    if (!cfg->opt.sig_on_top && !append_signature(cfg, &body) && buf_putc(&body, '\n') < 0)
         die("draft: unbounded buffer refused data");
-    append_signature(cfg, &body);
     d->body = buf_steal(&body, NULL);
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "draft.h"
@@ -221,6 +222,38 @@ static void template_round_trip(void **state)
     config_free(cfg);
 }
 
+static void signature_placement(void **state)
+{
+    struct config *cfg = make_config();
+    struct message *m = parse("From: a@example.org\nSubject: s\n\nline\n");
+    struct draft d;
+    struct err e;
+    struct rc_diag rd;
+    char path[] = "/tmp/correo-sig-XXXXXX";
+    int fd = mkstemp(path);
+    (void)state;
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "Sig line\n", 9), 9);
+    close(fd);
+    rc_diag_init(&rd);
+    char *cmd = xasprintf("set signature=%s attribution='%%n wrote:'\n", path);
+    config_exec(cfg, "t", cmd, &rd);
+    free(cmd);
+    draft_init(&d);
+    assert_int_equal(draft_reply(cfg, m, DRAFT_REPLY, &d, &e), 0);
+    assert_string_equal(d.body, "a@example.org wrote:\n> line\n\n-- \nSig line\n");
+    config_exec(cfg, "t", "set sig_on_top\n", &rd);
+    assert_int_equal(draft_reply(cfg, m, DRAFT_REPLY, &d, &e), 0);
+    assert_string_equal(d.body, "\n-- \nSig line\n\na@example.org wrote:\n> line\n");
+    assert_int_equal(rd.n, 0);
+    rc_diag_free(&rd);
+    unlink(path);
+    draft_free(&d);
+    message_free(m);
+    config_free(cfg);
+}
+
 static void address_quoting(void **state)
 {
     static const struct {
@@ -247,6 +280,7 @@ int main(void)
         cmocka_unit_test(reply_kinds),
         cmocka_unit_test(forward_inline),
         cmocka_unit_test(template_round_trip),
+        cmocka_unit_test(signature_placement),
         cmocka_unit_test(address_quoting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
