@@ -1363,7 +1363,7 @@ static bool text_op(struct app *a, struct textview *tv, int op)
         tv->have_hits = true;
         tv->hit_line = tv->top;
     }
-        /* fall through */
+        __attribute__((fallthrough));
     case OP_SEARCH_NEXT:
     case OP_SEARCH_OPPOSITE: {
         if (!tv->have_hits) {
