@@ -1,6 +1,9 @@
 /* buf: growable byte buffer with an optional ceiling. */
 #include "buf.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,4 +147,24 @@ char *buf_steal(struct buf *b, size_t *len)
     b->len = 0;
     b->cap = 0;
     return p;
+}
+
+int buf_read_all(struct buf *b, int fd)
+{
+    for (;;) {
+        char *p = buf_reserve(b, 65536);
+        ssize_t n;
+
+        if (!p)
+            return -2;
+        n = read(fd, p, 65536);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            return 0;
+        buf_commit(b, (size_t)n);
+    }
 }

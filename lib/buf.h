@@ -48,6 +48,10 @@ void buf_consume(struct buf *b, size_t n);
 /* Shorten to n bytes (n <= len). */
 void buf_truncate(struct buf *b, size_t n);
 
+/* Append everything fd has until end of file.  Returns 0; -1 on a read
+ * error (errno set); -2 when b's ceiling was reached.  EINTR is retried. */
+int buf_read_all(struct buf *b, int fd);
+
 /* Always a valid NUL-terminated string ("" when empty). */
 const char *buf_cstr(const struct buf *b);
 

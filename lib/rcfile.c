@@ -421,27 +421,15 @@ static int read_file(const char *path, char **out, size_t *out_len, struct err *
         return err_set(e, ERR_INVAL, "%s: not a regular file", path);
     }
     buf_init(&b, RC_FILE_MAX);
-    for (;;) {
-        char *p = buf_reserve(&b, 65536);
-        ssize_t n;
-        if (!p) {
-            close(fd);
-            buf_free(&b);
+    int rc = buf_read_all(&b, fd);
+    if (rc < 0) {
+        int saved = errno;
+        close(fd);
+        buf_free(&b);
+        errno = saved;
+        if (rc == -2)
             return err_set(e, ERR_LIMIT, "%s: larger than %d bytes", path, RC_FILE_MAX);
-        }
-        n = read(fd, p, 65536);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int saved = errno;
-            close(fd);
-            buf_free(&b);
-            errno = saved;
-            return err_sys(e, "%s", path);
-        }
-        if (n == 0)
-            break;
-        buf_commit(&b, (size_t)n);
+        return err_sys(e, "%s", path);
     }
     close(fd);
     *out = buf_steal(&b, out_len);

@@ -157,27 +157,15 @@ int editor_draft_read(const char *path, struct buf *out, struct err *e)
     if (fd < 0)
         return err_sys(e, "cannot read %s", path);
     buf_init(&b, DRAFT_FILE_MAX);
-    for (;;) {
-        char *p = buf_reserve(&b, 65536);
-        ssize_t n;
-        if (!p) {
-            close(fd);
-            buf_free(&b);
+    int rc = buf_read_all(&b, fd);
+    if (rc < 0) {
+        int saved = errno;
+        close(fd);
+        buf_free(&b);
+        errno = saved;
+        if (rc == -2)
             return err_set(e, ERR_LIMIT, "%s is larger than %u bytes", path, DRAFT_FILE_MAX);
-        }
-        n = read(fd, p, 65536);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int saved = errno;
-            close(fd);
-            buf_free(&b);
-            errno = saved;
-            return err_sys(e, "cannot read %s", path);
-        }
-        if (n == 0)
-            break;
-        buf_commit(&b, (size_t)n);
+        return err_sys(e, "cannot read %s", path);
     }
     close(fd);
     if (b.len && buf_append(out, b.data, b.len) < 0) {
