@@ -13,10 +13,12 @@ set -euo pipefail
 build_pkgs=(
     meson ninja-build pkg-config gcc libc6-dev
     libncurses-dev libssl-dev libetpan-dev libnotmuch-dev liblmdb-dev libmagic-dev
+    libevent-dev libcrypt-dev
     python3
 )
 test_pkgs=(
     libcmocka-dev openssl python3-pexpect python3-pyte python3-aiosmtpd
+    swaks python3-dkim dovecot-core
 )
 
 want=("${build_pkgs[@]}")
