@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "regex_guard.h"
 
 #ifndef CORREO_DATADIR
 #define CORREO_DATADIR "/usr/local/share/correo"
@@ -180,14 +181,11 @@ static int expand_home(const char *in, char **out, struct err *e)
 static int check_regex(const char *what, const char *re_text, int flags, struct err *e)
 {
     regex_t re;
-    int rc = regcomp(&re, re_text, REG_EXTENDED | REG_NOSUB | flags);
+    struct err why;
 
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &re, msg, sizeof msg);
+    if (regex_compile(&re, re_text, REG_EXTENDED | REG_NOSUB | flags, &why) != 0)
         return err_set(e, ERR_PARSE, "%s: bad regular expression \"%s\": %s", what, re_text,
-                       msg);
-    }
+                       why.text);
     regfree(&re);
     return 0;
 }

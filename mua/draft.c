@@ -13,6 +13,7 @@
 #include "format.h"
 #include "html.h"
 #include "xalloc.h"
+#include "regex_guard.h"
 
 #define REFERENCES_KEPT 40
 #define SIGNATURE_MAX (64u * 1024)
@@ -123,7 +124,8 @@ static bool is_me(const struct config *cfg, const char *addr)
     for (size_t i = 0; i < cfg->alternates.n; i++) {
         regex_t re;
         bool hit;
-        if (regcomp(&re, cfg->alternates.v[i], REG_EXTENDED | REG_ICASE | REG_NOSUB) != 0)
+        if (regex_compile(&re, cfg->alternates.v[i], REG_EXTENDED | REG_ICASE | REG_NOSUB,
+                          NULL) != 0)
             continue;
         hit = regexec(&re, addr, 0, NULL, 0) == 0;
         regfree(&re);

@@ -15,6 +15,7 @@
 #include "rcfile.h"
 #include "rfc2047.h"
 #include "sanitize.h"
+#include "regex_guard.h"
 
 #define RENDER_TAB 8
 #define RENDER_MAX_DEFAULT (256u << 20)
@@ -955,12 +956,10 @@ int render_search(const struct render_out *out, const char *pattern, unsigned fl
     if (!pattern || !*pattern)
         return err_set(e, ERR_INVAL, "empty search pattern");
     if (regex) {
-        int rc = regcomp(&re, pattern, REG_EXTENDED | (icase ? REG_ICASE : 0));
-        if (rc != 0) {
-            char msg[256];
-            regerror(rc, &re, msg, sizeof msg);
-            return err_set(e, ERR_INVAL, "bad regular expression: %s", msg);
-        }
+        struct err why;
+
+        if (regex_compile(&re, pattern, REG_EXTENDED | (icase ? REG_ICASE : 0), &why) != 0)
+            return err_set(e, ERR_INVAL, "bad regular expression: %s", why.text);
     }
     for (size_t i = 0; i < out->n_lines;) {
         size_t j = i + 1;

@@ -1,5 +1,6 @@
 /* theme: colour roles, colour values, rules and the colour commands. */
 #include "theme.h"
+#include "regex_guard.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -352,19 +353,15 @@ static int check_pattern(const char *cmd, enum theme_rule_kind kind, const char 
                          struct err *e)
 {
     regex_t re;
-    int rc;
+    struct err why;
 
     if (!*pattern)
         return err_set(e, ERR_PARSE, "%s: empty pattern", cmd);
     if (kind == THEME_RULE_INDEX)
         return 0;               /* a mutt pattern: compiled by its user */
-    rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &re, msg, sizeof msg);
+    if (regex_compile(&re, pattern, REG_EXTENDED | REG_NOSUB, &why) != 0)
         return err_set(e, ERR_PARSE, "%s: bad regular expression \"%s\": %s", cmd, pattern,
-                       msg);
-    }
+                       why.text);
     regfree(&re);
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "regex_guard.h"
 
 static void buf_grows_and_stays_terminated(void **state)
 {
@@ -96,6 +97,43 @@ static void err_long_text_is_marked(void **state)
     assert_string_equal(e.text + ERR_TEXT_MAX - 4, "...");
 }
 
+/* Every regcomp in the programs goes through regex_compile: expressions
+ * whose repetitions expand past the limit are refused with a message
+ * (without the check, each of these takes gigabytes inside regcomp). */
+static void regex_compile_refuses_blowups(void **state)
+{
+    static const struct {
+        const char *re;
+        bool ok;
+    } cases[] = {
+        {"a{1,32767}", false},
+        {"^a1++++++++++++++++++++++++++++++@", false},
+        {"((a{1,1000}){1,1000}){1,1000}", false},
+        {"a{0,40}{0,40}{0,40}", false},
+        {"x[]{]{1000}{1000}", false},
+        {"^(Re|Fwd?): ", true},
+        {"a{1,10}b+c*", true},
+        {"[[:alpha:]]+@example\\.org", true},
+        {"(", false},               /* refused by regcomp itself */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        regex_t re;
+        struct err e;
+        int rc = regex_compile(&re, cases[i].re, REG_EXTENDED | REG_NOSUB, &e);
+
+        if (cases[i].ok) {
+            assert_int_equal(rc, 0);
+            regfree(&re);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_int_equal(e.code, ERR_PARSE);
+            if (strchr(cases[i].re, '{') || strchr(cases[i].re, '+'))
+                assert_non_null(strstr(e.text, "too complex"));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +142,7 @@ int main(void)
         cmocka_unit_test(buf_holds_nul_bytes),
         cmocka_unit_test(err_sets_text_and_errno),
         cmocka_unit_test(err_long_text_is_marked),
+        cmocka_unit_test(regex_compile_refuses_blowups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

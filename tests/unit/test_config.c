@@ -647,6 +647,17 @@ static void stored_commands(void **state)
                               "t:8: alias: expects NAME ADDRESS...\n"
                               "t:9: keymap: expects NAME");
     free(diag);
+    /* regcomp would need gigabytes for these: refused with a message */
+    diag = run(cfg, "lists 'a{1,32767}'\nset quote_regex='(x+)+{1,20000}'\n"
+                    "color body red default 'a+++++++++++++++++++++++++++++++'\n");
+    assert_string_equal(diag,
+        "t:1: lists: bad regular expression \"a{1,32767}\": too complex (its repetitions "
+        "expand too far)\n"
+        "t:2: quote_regex: bad regular expression \"(x+)+{1,20000}\": too complex (its "
+        "repetitions expand too far)\n"
+        "t:3: color: bad regular expression \"a+++++++++++++++++++++++++++++++\": too complex "
+        "(its repetitions expand too far)");
+    free(diag);
     config_free(cfg);
 }
 
