@@ -1643,25 +1643,53 @@ static void attach_menu(struct app *a, const struct message *m)
 
 /* ---- writing mail: the editor, then the compose screen ------------------ */
 
+/* One attachment on the compose screen: a file read when the message is
+ * built, or content held in memory (a forwarded message, the attachments
+ * of a recalled or resent message). */
+struct compose_file {
+    char *path;                  /* file to read, or NULL when data is held */
+    char *data;
+    size_t len;
+    char *name;                  /* file name the recipient sees; NULL: path's */
+    char *description;           /* Content-Description, or NULL */
+    char *type;                  /* MIME type; NULL: from the file */
+    bool is_message;             /* message/rfc822 */
+    bool inline_disp;            /* Content-Disposition: inline */
+};
+
+static void compose_file_free(struct compose_file *f)
+{
+    free(f->path);
+    free(f->data);
+    free(f->name);
+    free(f->description);
+    free(f->type);
+}
+
 struct compose_state {
     struct draft d;
     char *path;                  /* the draft file the editor writes */
-    char **files;                /* attachments: paths as typed (expanded) */
+    struct compose_file *files;  /* the attachments, in order */
     size_t n_files;
     size_t cursor;               /* among the attachments */
     bool postponed;              /* left the screen by postponing */
-    char *fwd;                   /* a message forwarded as message/rfc822 */
-    size_t fwd_len;
 };
+
+static struct compose_file *compose_file_add(struct compose_state *c)
+{
+    c->files = xreallocarray(c->files, c->n_files + 1, sizeof *c->files);
+    memset(&c->files[c->n_files], 0, sizeof c->files[0]);
+    c->cursor = c->n_files;
+    return &c->files[c->n_files++];
+}
 
 static void compose_state_free(struct compose_state *c)
 {
     draft_free(&c->d);
     free(c->path);
     for (size_t i = 0; i < c->n_files; i++)
-        free(c->files[i]);
+        compose_file_free(&c->files[i]);
     free(c->files);
-    free(c->fwd);
 }
 
 static char *expand_home(const char *p)
@@ -1828,19 +1856,66 @@ static int compose_build(struct app *a, struct compose_state *c, struct compose_
     rc_diag_init(&diag);
     outbox_aliases(a->cfg, &db, &diag);
     rc = outbox_from_draft(a->cfg, &db, &c->d, m, e);
-    if (rc == 0 && c->fwd) {
-        struct compose_attachment *at =
-            compose_add_attachment(m, c->fwd, c->fwd_len, NULL, "message/rfc822");
-        at->is_message = true;
-        at->disposition = COMPOSE_DISP_INLINE;
+    for (size_t i = 0; rc == 0 && i < c->n_files; i++) {
+        const struct compose_file *f = &c->files[i];
+        struct compose_attachment *at;
+
+        if (f->path) {
+            rc = compose_attach_file(m, f->path, 64u << 20, e);
+            if (rc < 0)
+                break;
+            at = &m->attachments[m->n_attachments - 1];
+            if (f->name) {
+                free(at->filename);
+                at->filename = xstrdup(f->name);
+            }
+            if (f->type) {
+                free(at->mime_type);
+                at->mime_type = xstrdup(f->type);
+            }
+        } else {
+            at = compose_add_attachment(m, f->data, f->len, f->name,
+                                        f->is_message ? "message/rfc822" : f->type);
+            at->is_message = f->is_message;
+        }
+        if (f->description)
+            at->description = xstrdup(f->description);
+        if (f->inline_disp)
+            at->disposition = COMPOSE_DISP_INLINE;
     }
-    for (size_t i = 0; rc == 0 && i < c->n_files; i++)
-        rc = compose_attach_file(m, c->files[i], 64u << 20, e);
     if (rc == 0)
         rc = compose_check(m, e);
     alias_db_free(&db);
     rc_diag_free(&diag);
     return rc;
+}
+
+/* "type/subtype" with RFC 2045 token characters, not multipart. */
+static bool mime_type_ok(const char *t)
+{
+    static const char tspecials[] = "()<>@,;:\\\"/[]?=";
+    const char *slash = strchr(t, '/');
+
+    if (!slash || slash == t || !slash[1] || strchr(slash + 1, '/') ||
+        strncasecmp(t, "multipart/", 10) == 0)
+        return false;
+    for (const char *p = t; *p; p++) {
+        if (p == slash)
+            continue;
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 127 || strchr(tspecials, *p))
+            return false;
+    }
+    return true;
+}
+
+/* What the compose screen shows for an attachment. */
+static const char *compose_file_label(const struct compose_file *f)
+{
+    if (f->path)
+        return f->path;
+    if (f->name)
+        return f->name;
+    return f->is_message ? "the forwarded message" : "(attachment)";
 }
 
 static void compose_draw(struct app *a, struct compose_state *c)
@@ -1886,19 +1961,24 @@ static void compose_draw(struct app *a, struct compose_state *c)
     if (buf_printf(&line, "    [text/plain, %zu bytes] the message text", body_len) < 0)
         die("compose: unbounded buffer refused data");
     ui_draw(row++, 0, line.data, line.len, THEME_NORMAL, 0, true);
-    if (c->fwd) {
-        buf_reset(&line);
-        if (buf_printf(&line, "    [message/rfc822, %zu bytes] the forwarded message",
-                       c->fwd_len) < 0)
-            die("compose: unbounded buffer refused data");
-        ui_draw(row++, 0, line.data, line.len, THEME_NORMAL, 0, true);
-    }
     for (size_t i = 0; i < c->n_files && row < ui_rows() - 2; i++) {
-        char *safe = sanitize_term_dup(c->files[i], strlen(c->files[i]), 0);
+        const struct compose_file *f = &c->files[i];
+        char type[128];
+
         buf_reset(&line);
-        if (buf_printf(&line, "  %zu %s", i + 1, safe) < 0)
+        if (f->is_message)
+            snprintf(type, sizeof type, "message/rfc822");
+        else if (f->type)
+            snprintf(type, sizeof type, "%s", f->type);
+        else if (compose_mime_type(f->path ? f->path : "", type, sizeof type) < 0)
+            snprintf(type, sizeof type, "application/octet-stream");
+        if (buf_printf(&line, "  %zu [%s%s] %s", i + 1, type,
+                       f->inline_disp ? ", inline" : "", compose_file_label(f)) < 0 ||
+            (f->name && f->path && buf_printf(&line, " (sent as %s)", f->name) < 0) ||
+            (f->description && buf_printf(&line, "  \"%s\"", f->description) < 0))
             die("compose: unbounded buffer refused data");
-        ui_draw(row++, 0, line.data, line.len, i == c->cursor ? THEME_INDICATOR : THEME_NORMAL,
+        char *safe = sanitize_term_dup(line.data, line.len, 0);
+        ui_draw(row++, 0, safe, strlen(safe), i == c->cursor ? THEME_INDICATOR : THEME_NORMAL,
                 0, true);
         free(safe);
     }
@@ -1909,10 +1989,82 @@ static void compose_draw(struct app *a, struct compose_state *c)
     buf_free(&line);
 }
 
-/* Tab in an address prompt: complete the last address from the aliases. */
+struct address_completion {
+    struct app *a;
+    const struct alias_db *db;
+};
+
+/* $query_command for the word being typed: one answer is taken as it is,
+ * several are offered in a list.  Returns the number of answers used
+ * (0: none, the prompt beeps). */
+static int complete_by_query(struct app *a, struct buf *text, size_t keep, const char *word)
+{
+    struct alias_query_results r;
+    struct err e;
+    size_t pick = 0;
+
+    ui_message("Looking up %s ...", word);
+    ui_draw_message();
+    ui_refresh();
+    if (alias_query(a->cfg->opt.query_command, word, &r, &e) < 0) {
+        ui_error("Query: %s", e.text);
+        return 0;
+    }
+    ui_clear_message();
+    if (r.n == 0) {
+        alias_query_results_free(&r);
+        ui_error("No matches for %s.", word);
+        return 0;
+    }
+    if (r.n > 1) {
+        struct list l;
+        memset(&l, 0, sizeof l);
+        l.cursor_line = true;
+        for (size_t i = 0; i < r.n; i++) {
+            char *line = xasprintf("%3zu  %-30s  %-24s  %s", i + 1, r.v[i].addr,
+                                   r.v[i].name ? r.v[i].name : "",
+                                   r.v[i].other ? r.v[i].other : "");
+            list_add(&l, line);
+            free(line);
+        }
+        char *title = xasprintf("Query '%s': %s", word, r.header ? r.header : "");
+        for (;;) {
+            list_draw(&l, title, "---Query---  (Enter select, q cancel)");
+            int op = read_op(a, MENU_GENERIC, -1);
+            if (op == -1 || op == -2)
+                continue;
+            if (op == OP_EXIT || op == OP_QUIT) {
+                pick = r.n;
+                break;
+            }
+            if (op == OP_SELECT_ENTRY) {
+                pick = l.cursor;
+                break;
+            }
+            list_move(&l, op);
+        }
+        free(title);
+        list_free(&l);
+        ui_erase();
+        ui_refresh();
+    }
+    int n = 0;
+    if (pick < r.n) {
+        char *one = draft_format_addr(r.v[pick].name, r.v[pick].addr);
+        buf_truncate(text, keep);
+        n = buf_puts(text, one) < 0 ? 0 : 1;
+        free(one);
+    }
+    alias_query_results_free(&r);
+    return n;
+}
+
+/* Tab in an address prompt: complete the last address from the aliases,
+ * and when none matches, from $query_command. */
 static int complete_address(void *ctx, struct buf *text)
 {
-    const struct alias_db *db = ctx;
+    struct address_completion *ac = ctx;
+    const struct alias_db *db = ac->db;
     const char *all = buf_cstr(text);
     const char *word = strrchr(all, ',');
     struct alias_candidates cands;
@@ -1924,6 +2076,13 @@ static int complete_address(void *ctx, struct buf *text)
     size_t keep = (size_t)(word - all);
     alias_complete(db, word, &cands);
     n = (int)cands.n;
+    if (n == 0 && *word && ac->a->cfg->opt.query_command && *ac->a->cfg->opt.query_command) {
+        char *w = xstrdup(word);
+        alias_candidates_free(&cands);
+        n = complete_by_query(ac->a, text, keep, w);
+        free(w);
+        return n;
+    }
     if (n == 1) {
         buf_truncate(text, keep);
         if (buf_puts(text, cands.v[0].insert) < 0)
@@ -1960,7 +2119,8 @@ static void compose_prompt_field(struct app *a, struct compose_state *c, const c
     rc_diag_init(&diag);
     if (addresses)
         outbox_aliases(a->cfg, &db, &diag);
-    int rc = ui_prompt(prompt, cur ? cur : "", addresses ? complete_address : NULL, &db, &value);
+    struct address_completion ac = {a, &db};
+    int rc = ui_prompt(prompt, cur ? cur : "", addresses ? complete_address : NULL, &ac, &value);
     alias_db_free(&db);
     rc_diag_free(&diag);
     if (rc == 0) {
@@ -1971,6 +2131,60 @@ static void compose_prompt_field(struct app *a, struct compose_state *c, const c
         free(value);
     }
     free(prompt);
+}
+
+/* Change the description, the file name sent, or the MIME type of the
+ * attachment under the cursor. */
+static void compose_edit_attachment(struct compose_state *c, int op)
+{
+    struct compose_file *f;
+    const char *prompt, *cur;
+    char **slot, *typed, *base = NULL, type[128];
+
+    if (c->n_files == 0) {
+        ui_error("There are no attachments.");
+        return;
+    }
+    f = &c->files[c->cursor];
+    if (op == OP_EDIT_DESCRIPTION) {
+        prompt = "Description: ";
+        slot = &f->description;
+        cur = f->description;
+    } else if (op == OP_RENAME_ATTACHMENT) {
+        prompt = "Send attachment with name: ";
+        slot = &f->name;
+        if (!f->name && f->path) {
+            const char *slash = strrchr(f->path, '/');
+            base = xstrdup(slash ? slash + 1 : f->path);
+        }
+        cur = f->name ? f->name : base;
+    } else {
+        if (f->is_message) {
+            ui_error("A forwarded message stays message/rfc822.");
+            return;
+        }
+        prompt = "Content-Type: ";
+        slot = &f->type;
+        if (!f->type && compose_mime_type(f->path ? f->path : "", type, sizeof type) == 0)
+            cur = type;
+        else
+            cur = f->type;
+    }
+    int rc = ui_prompt(prompt, cur ? cur : "", NULL, NULL, &typed);
+    free(base);
+    if (rc < 0)
+        return;
+    if (strpbrk(typed, "\r\n")) {
+        ui_error("A header cannot contain a line break.");
+    } else if (op == OP_EDIT_TYPE && *typed && !mime_type_ok(typed)) {
+        ui_error("%s is not a type/subtype.", typed);
+    } else if (op == OP_RENAME_ATTACHMENT && strchr(typed, '/')) {
+        ui_error("A file name cannot contain '/'.");
+    } else {
+        free(*slot);                /* empty: back to the default */
+        *slot = *typed ? xstrdup(typed) : NULL;
+    }
+    free(typed);
 }
 
 /* Postpone c: file it in $postponed.  Returns 0 when kept. */
@@ -2054,9 +2268,7 @@ static int compose_screen(struct app *a, struct compose_state *c)
                     ui_error("%s: %s", typed, strerror(errno));
                     free(path);
                 } else {
-                    c->files = xreallocarray(c->files, c->n_files + 1, sizeof *c->files);
-                    c->files[c->n_files++] = path;
-                    c->cursor = c->n_files - 1;
+                    compose_file_add(c)->path = path;
                 }
             }
             free(typed);
@@ -2067,12 +2279,21 @@ static int compose_screen(struct app *a, struct compose_state *c)
                 ui_error("The message text cannot be deleted.");
                 break;
             }
-            free(c->files[c->cursor]);
+            compose_file_free(&c->files[c->cursor]);
             memmove(&c->files[c->cursor], &c->files[c->cursor + 1],
                     (c->n_files - c->cursor - 1) * sizeof *c->files);
             c->n_files--;
             if (c->cursor >= c->n_files && c->cursor > 0)
                 c->cursor--;
+            break;
+        case OP_EDIT_DESCRIPTION: case OP_RENAME_ATTACHMENT: case OP_EDIT_TYPE:
+            compose_edit_attachment(c, op);
+            break;
+        case OP_TOGGLE_DISPOSITION:
+            if (c->n_files == 0)
+                ui_error("There are no attachments.");
+            else
+                c->files[c->cursor].inline_disp = !c->files[c->cursor].inline_disp;
             break;
         case OP_NEXT_ENTRY:
             if (c->cursor + 1 < c->n_files)
@@ -2151,8 +2372,11 @@ static void write_mail(struct app *a, int op)
                 die("forward: unbounded buffer refused data");
             draft_set(&c.d, "Subject", buf_cstr(&subj));
             buf_free(&subj);
-            c.fwd_len = raw.len;
-            c.fwd = xmemdup0(raw.data ? raw.data : "", raw.len);
+            struct compose_file *f = compose_file_add(&c);
+            f->len = raw.len;
+            f->data = xmemdup0(raw.data ? raw.data : "", raw.len);
+            f->is_message = true;
+            f->inline_disp = true;
         } else {
             rc = draft_forward(a->cfg, m, &c.d, &e);
         }
@@ -2192,12 +2416,46 @@ static void write_mail(struct app *a, int op)
     compose_state_free(&c);
 }
 
-/* A stored message (postponed, or one to resend) as a draft: addresses,
- * subject, text, threading headers.  Returns its number of leaf parts (more
- * than one: it has attachments the draft does not carry). */
-static size_t draft_from_stored(struct compose_state *c, const struct message *m)
+/* The parts of a stored message other than its text, as attachments held
+ * in memory: a recalled or resent message keeps them.  A message/rfc822
+ * part travels whole; the other alternatives of the text are left out. */
+static int stored_attachments(struct compose_state *c, const struct message *m,
+                              const struct msg_part *text, struct err *e)
 {
-    struct err e;
+    for (size_t i = 0; i < m->n_parts; i++) {
+        const struct msg_part *p = m->parts[i];
+        bool skip = p == text || (p->n_children > 0 && !p->envelope);
+
+        for (const struct msg_part *q = p->parent; q && !skip; q = q->parent)
+            skip = q->envelope != NULL;             /* inside a forwarded message */
+        if (!skip && text && p->parent && p->parent == text->parent &&
+            strcmp(p->parent->subtype ? p->parent->subtype : "", "alternative") == 0)
+            skip = true;                            /* the HTML twin of the text */
+        if (skip || p == m->root)
+            continue;
+        struct buf data = BUF_INIT;
+        if (message_part_decode(m, p, &data, NULL, e) < 0) {
+            buf_free(&data);
+            return -1;
+        }
+        struct compose_file *f = compose_file_add(c);
+        f->data = buf_steal(&data, &f->len);
+        f->is_message = p->envelope != NULL;
+        if (!f->is_message)
+            f->type = message_part_mime_type(p);
+        if (p->filename && *p->filename)
+            f->name = xstrdup(p->filename);
+        if (p->description && *p->description)
+            f->description = xstrdup(p->description);
+        f->inline_disp = p->disposition == MSG_DISP_INLINE;
+    }
+    return 0;
+}
+
+/* A stored message (postponed, or one to resend) as a draft: addresses,
+ * subject, text, threading headers and attachments. */
+static int draft_from_stored(struct compose_state *c, const struct message *m, struct err *e)
+{
     static const char *const fields[] = {"From", "To", "Cc", "Bcc", "Subject", "Reply-To"};
     const struct msg_addr_list *lists[] = {&m->env.from, &m->env.to, &m->env.cc, &m->env.bcc,
                                            NULL, &m->env.reply_to};
@@ -2218,8 +2476,10 @@ static size_t draft_from_stored(struct compose_state *c, const struct message *m
     }
     struct buf body = BUF_INIT;
     const struct msg_part *bp = message_best_text(m, NULL);
-    if (bp)
-        (void)message_part_text(m, bp, &body, NULL, NULL, &e);
+    if (bp && message_part_text(m, bp, &body, NULL, NULL, e) < 0) {
+        buf_free(&body);
+        return -1;
+    }
     free(c->d.body);
     c->d.body = buf_steal(&body, NULL);
     if (m->env.in_reply_to)
@@ -2229,10 +2489,7 @@ static size_t draft_from_stored(struct compose_state *c, const struct message *m
                                         sizeof *c->d.references);
         c->d.references[c->d.n_references++] = xstrdup(m->env.references[i]);
     }
-    size_t leaves = 0;
-    for (size_t i = 0; i < m->n_parts; i++)
-        leaves += m->parts[i]->n_children == 0;
-    return leaves;
+    return stored_attachments(c, m, bp, e);
 }
 
 /* resend-message: a stored message as the template of a new one. */
@@ -2256,8 +2513,10 @@ static void resend_mail(struct app *a)
         ui_error("%s", e.text);
         goto out;
     }
-    if (draft_from_stored(&c, m) > 1)
-        ui_error("The attachments of the message are not carried over yet.");
+    if (draft_from_stored(&c, m, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
     /* a new message: no threading, From is the user's */
     free(c.d.in_reply_to);
     c.d.in_reply_to = NULL;
@@ -2284,7 +2543,7 @@ out:
 
 /* The postponed message chosen by the user, as a draft; *path gets its file
  * so that it can be removed once the message is sent or postponed again. */
-static int recall_pick(struct app *a, struct compose_state *c, char **path, bool *keep_old)
+static int recall_pick(struct app *a, struct compose_state *c, char **path)
 {
     const char *box = a->cfg->opt.postponed && *a->cfg->opt.postponed ? a->cfg->opt.postponed
                                                                         : "+Drafts";
@@ -2353,11 +2612,10 @@ static int recall_pick(struct app *a, struct compose_state *c, char **path, bool
         ui_error("%s", e.text);
         goto out;
     }
-    size_t leaves = draft_from_stored(c, m);
-    *keep_old = leaves > 1;
-    if (leaves > 1)
-        ui_error("The attachments of a postponed message are not restored yet; the postponed "
-                 "copy in %s is kept.", box);
+    if (draft_from_stored(c, m, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
     rc = 0;
 out:
     message_free(m);
@@ -2375,11 +2633,10 @@ static void recall_mail(struct app *a)
 {
     struct compose_state c;
     char *old = NULL;
-    bool keep_old = false;
 
     memset(&c, 0, sizeof c);
     draft_init(&c.d);
-    if (recall_pick(a, &c, &old, &keep_old) < 0) {
+    if (recall_pick(a, &c, &old) < 0) {
         compose_state_free(&c);
         return;
     }
@@ -2396,7 +2653,7 @@ static void recall_mail(struct app *a)
     buf_free(&t);
     int sent = compose_screen(a, &c);
     /* the recalled copy goes once the message was sent or postponed anew */
-    if ((sent == 1 || c.postponed) && !keep_old)
+    if (sent == 1 || c.postponed)
         unlink(old);
     if (c.path)
         unlink(c.path);
@@ -2430,7 +2687,8 @@ static void bounce_message(struct app *a)
         ui_error("%s", e.text);
         goto out;
     }
-    if (ui_prompt("Bounce message to: ", NULL, complete_address, &db, &typed) < 0 || !*typed)
+    struct address_completion ac = {a, &db};
+    if (ui_prompt("Bounce message to: ", NULL, complete_address, &ac, &typed) < 0 || !*typed)
         goto out;
     if (alias_expand(&db, typed, &to, &e) < 0 || to.n == 0) {
         ui_error("%s", to.n ? e.text : "No recipients.");

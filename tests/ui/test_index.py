@@ -599,11 +599,122 @@ def scenario_send_failure_keeps_message(tmp):
             t.close()
 
 
+def scenario_attachments_query_recall(tmp):
+    """Address completion from $query_command, an attachment renamed,
+    described and retyped, postponed, recalled with it, and sent."""
+    sys.path.insert(0, os.path.join(SRCDIR, "tests/integration"))
+    from smtp_fixture import SmtpFixture
+    import email
+    import email.policy
+    md, _ = make_tree(tmp, seed=19, count=10)
+    editor = os.path.join(tmp, "editor.sh")
+    with open(editor, "w") as f:
+        f.write("#!/bin/sh\n"
+                "sed -i 's/^Subject: *$/Subject: with numbers/' \"$1\"\n"
+                "printf 'See the attachment.\\n' >> \"$1\"\n")
+    os.chmod(editor, 0o700)
+    query = os.path.join(tmp, "query.sh")
+    with open(query, "w") as f:
+        f.write("#!/bin/sh\n"
+                "echo \"Searching for $1\"\n"
+                "case \"$1\" in\n"
+                "zed) printf 'zed@example.org\\tZed Query\\tfriends\\n' ;;\n"
+                "ali) printf 'alice1@example.org\\tAlice One\\n"
+                "alice2@example.org\\tAlice Two\\twork\\n' ;;\n"
+                "*) exit 1 ;;\n"
+                "esac\n")
+    os.chmod(query, 0o700)
+    attach = os.path.join(tmp, "q3.dat")
+    payload = b"region,total\nnorth,12\nsouth,\xff\xfe binary tail\n" * 40
+    with open(attach, "wb") as f:
+        f.write(payload)
+    with SmtpFixture(SRCDIR, tmp) as smtp:
+        rc = ("set folder=%s\nset from=me@example.org\n"
+              "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
+              "set tls_fingerprint=%s\nset record=''\nset editor='%s'\n"
+              "set query_command='%s %%s'\n"
+              % (md, smtp.port, smtp.fingerprint, editor, query))
+        t = start(tmp, md, rc=rc)
+        try:
+            t.send("m")
+            t.wait_for("Compose", 10)
+            # one answer from the query command is taken as it is
+            t.send("t")
+            t.wait_for("To:")
+            t.send("\x15zed\t")
+            t.wait_for(lambda t: "Zed Query <zed@example.org>" in t.lines()[-1], 10,
+                       "the queried address")
+            t.send("\r")
+            # several answers: a list to choose from
+            t.send("c")
+            t.wait_for("Cc:")
+            t.send("\x15ali\t")
+            t.wait_for("Query 'ali'", 10)
+            t.wait_for("alice2@example.org", 5)
+            t.send("j\r")
+            t.wait_for(lambda t: "Alice Two <alice2@example.org>" in t.lines()[-1], 10,
+                       "the chosen address")
+            t.send("\r")
+            t.wait_for("Compose", 5)
+            # attach, then rename, describe and retype the attachment
+            t.send("a")
+            t.wait_for("Attach file:")
+            t.send(attach + "\r")
+            t.wait_for("q3.dat", 5)
+            t.send("\x0f")
+            t.wait_for("Send attachment with name:", 5)
+            t.send("\x15numbers.csv\r")
+            t.wait_for("sent as numbers.csv", 5)
+            t.send("d")
+            t.wait_for("Description:", 5)
+            t.send("Quarterly numbers\r")
+            t.wait_for("Quarterly numbers", 5)
+            t.send("\x14")
+            t.wait_for("Content-Type:", 5)
+            t.send("\x15text/csv\r")
+            t.wait_for("[text/csv]", 5)
+            # postpone, recall: the attachment comes back with its name
+            t.send("P")
+            t.wait_for("Message postponed.", 10)
+            drafts = files_in(os.path.join(md, ".Drafts"), "cur")
+            assert len(drafts) == 1, drafts
+            t.send("R")
+            t.wait_for("Compose", 10)
+            t.wait_for("numbers.csv", 5)
+            assert "Quarterly numbers" in t.text(), t.text()
+            t.send("y")
+            t.wait_for("Mail sent.", 20)
+            assert files_in(os.path.join(md, ".Drafts"), "cur") == [], "postponed copy kept"
+            msgs = smtp.messages()
+            assert len(msgs) == 1, msgs
+            rec, data = msgs[0]
+            assert sorted(rec["rcpt_tos"]) == ["alice2@example.org", "zed@example.org"], \
+                rec["rcpt_tos"]
+            msg = email.message_from_bytes(data, policy=email.policy.default)
+            assert msg["To"].addresses[0].display_name == "Zed Query", msg["To"]
+            assert msg["Cc"].addresses[0].display_name == "Alice Two", msg["Cc"]
+            assert "See the attachment." in msg.get_body(("plain",)).get_content()
+            atts = list(msg.iter_attachments())
+            assert len(atts) == 1, [p.get_content_type() for p in msg.walk()]
+            att = atts[0]
+            assert att.get_filename() == "numbers.csv", att.get_filename()
+            assert att["Content-Description"] == "Quarterly numbers", att["Content-Description"]
+            assert att.get_content_type() == "text/csv", att.get_content_type()
+            assert att.get_payload(decode=True) == payload, "attachment bytes differ"
+            t.send("q")
+            assert t.wait_exit(10) == 0
+        finally:
+            t.close()
+
+
 SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
              scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
              scenario_pager_attachments, scenario_new_mail_while_open,
-             scenario_compose_reply_send, scenario_send_failure_keeps_message]
+             scenario_compose_reply_send, scenario_send_failure_keeps_message,
+             scenario_attachments_query_recall]
 
+if os.environ.get("UI_ONLY"):      # run one scenario by name, by hand
+    SCENARIOS = [sc for sc in SCENARIOS if sc.__name__.endswith(os.environ["UI_ONLY"])]
 failed = 0
 for sc in SCENARIOS:
     tmp = tempfile.mkdtemp(prefix="correo-ui-")
