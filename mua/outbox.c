@@ -241,13 +241,28 @@ int outbox_send(const struct config *cfg, struct compose_msg *m, struct err *e)
 
     memset(&co, 0, sizeof co);
     co.hostname = host;
-    co.eightbit_ok = false;   /* quoted-printable: right whatever the server offers */
+    /* 8-bit text goes as it is when $allow_8bit and the server announces
+     * 8BITMIME; send_message refuses 8-bit data before MAIL otherwise, and
+     * the message is then encoded (quoted-printable) and sent again. */
+    co.eightbit_ok = cfg->opt.allow_8bit;
     send_opts_from_config(cfg, host, &so);
 
     if (compose_prepare(m, &co, e) == 0 && compose_render(m, &co, &wire, e) == 0 &&
-        compose_envelope(m, &env_from, &rcpts, &n_rcpts, e) == 0)
+        compose_envelope(m, &env_from, &rcpts, &n_rcpts, e) == 0) {
         rc = send_message(&so, env_from, (const char *const *)rcpts, n_rcpts,
                           wire.data ? wire.data : "", wire.len, e);
+        if (rc < 0 && e && e->code == ERR_UNSUPPORTED && co.eightbit_ok) {
+            struct buf qp = BUF_INIT;
+            struct err e2;
+
+            co.eightbit_ok = false;
+            if (compose_render(m, &co, &qp, &e2) == 0 &&
+                (qp.len != wire.len || memcmp(qp.data, wire.data, qp.len) != 0))
+                rc = send_message(&so, env_from, (const char *const *)rcpts, n_rcpts,
+                                  qp.data ? qp.data : "", qp.len, e);
+            buf_free(&qp);
+        }
+    }
     if (rcpts)
         compose_free_strings(rcpts, n_rcpts);   /* the array too */
     free(env_from);

@@ -93,6 +93,11 @@ with tempfile.TemporaryDirectory(prefix="correo-batch-") as tmp:
             check(msg["Cc"].addresses[0].addr_spec == "cc@example.org", "cc %r" % msg["Cc"])
             text = msg.get_body(("plain",)).get_content()
             check(text.replace("\r\n", "\n") == body, "body %r" % text)
+            # the server announces 8BITMIME: UTF-8 text travels as 8bit
+            check(msg.get_body(("plain",))["Content-Transfer-Encoding"] == "8bit",
+                  "text not sent as 8bit: %r" % msg.get_body(("plain",))["Content-Transfer-Encoding"])
+            check("BODY=8BITMIME" in [o.upper() for o in rec.get("mail_options", [])],
+                  "MAIL without BODY=8BITMIME: %r" % rec.get("mail_options"))
             atts = list(msg.iter_attachments())
             check(len(atts) == 1 and atts[0].get_content() == payload, "attachment differs")
             check(len(atts) == 1 and atts[0].get_filename() == "data.bin", "attachment name")
@@ -134,6 +139,25 @@ with tempfile.TemporaryDirectory(prefix="correo-batch-") as tmp:
         time.sleep(0)
         check(len([f for f in os.listdir(outdir) if f.endswith(".json")]) == 1,
               "something else reached the server")
+
+    # a server without 8BITMIME gets the same text quoted-printable
+    os.makedirs(os.path.join(tmp, "no8bit"))
+    with SmtpFixture(SRCDIR, os.path.join(tmp, "no8bit"), ["--no-8bitmime"]) as smtp:
+        rc7 = ("set folder=%s\nset from=sender@example.org\nset record=''\n"
+               "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
+               "set tls_fingerprint=%s\n" % (mail, smtp.port, smtp.fingerprint))
+        r = run(tmp, rc7, ["-s", "seven bit", "--", "to@example.org"], body.encode("utf-8"))
+        check(r.returncode == 0, "7bit send: exit %d, stderr %r" % (r.returncode, r.stderr))
+        got = smtp.messages()
+        check(len(got) == 1, "7bit server received %d messages" % len(got))
+        if got:
+            rec7, data7 = got[0]
+            check(all(b < 0x80 for b in data7), "8-bit bytes sent to a server without 8BITMIME")
+            m7 = email.message_from_bytes(data7, policy=email.policy.default)
+            part = m7.get_body(("plain",))
+            check(part["Content-Transfer-Encoding"] == "quoted-printable",
+                  "7bit: encoding %r" % part["Content-Transfer-Encoding"])
+            check(part.get_content().replace("\r\n", "\n") == body, "7bit: body differs")
 
     # sendmail mode: the message on stdin, recipients after "--"
     script = os.path.join(tmp, "fake-sendmail")
