@@ -646,12 +646,20 @@ int compose_mime_type(const char *path, char *out, size_t size)
     dot = strrchr(base, '.');
     if (dot && dot != base && dot[1])
         hit = bsearch(dot + 1, cmp_exts, ARRAY_LEN(cmp_exts), sizeof cmp_exts[0], cmp_ext_cmp);
+#ifdef HAVE_LIBMAGIC
+    /* The content decides; the name only refines libmagic's generic
+     * answers (text/plain for CSV or Markdown, a zip for an OpenDocument
+     * or Office file) or stands in when libmagic has none. */
+    if (cmp_magic_type(path, out, size)) {
+        bool generic = strcmp(out, "text/plain") == 0 || strcmp(out, "application/zip") == 0;
+        bool same_family = hit && strncmp(out, hit->type, strcspn(out, "/") + 1) == 0;
+        if (!hit || !generic ||
+            !(same_family || strcmp(out, "application/zip") == 0))
+            return 0;
+    }
+#endif
     if (hit)
         return cmp_copy_type(hit->type, out, size);
-#ifdef HAVE_LIBMAGIC
-    if (cmp_magic_type(path, out, size))
-        return 0;
-#endif
     return cmp_copy_type("application/octet-stream", out, size);
 }
 

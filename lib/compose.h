@@ -155,9 +155,10 @@ struct compose_attachment *compose_add_attachment(struct compose_msg *m, const v
 int compose_attach_file(struct compose_msg *m, const char *path, size_t max_size,
                         struct err *e);
 
-/* MIME type for a file: by extension (a table of common types, case
- * insensitive) and, when built with libmagic, by content for names the
- * table does not know; "application/octet-stream" otherwise.  Writes a
+/* MIME type for a file: by content with libmagic, the extension (a table
+ * of common types, case insensitive) refining libmagic's generic answers
+ * (text/plain, application/zip) and standing in when libmagic is absent or
+ * has no answer; "application/octet-stream" otherwise.  Writes a
  * NUL-terminated string into out; -1 only if size is too small. */
 int compose_mime_type(const char *path, char *out, size_t size);
 

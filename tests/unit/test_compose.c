@@ -2134,6 +2134,28 @@ static void test_mime_type(void **state)
     assert_string_equal(out, "application/octet-stream");
 #endif
     free(path);
+    /* the content wins over a misleading name; the name refines a generic
+     * text/plain answer */
+    path = xasprintf("%s/photo.txt", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\1\0\0\0\1\x08\x06\0\0\0", 1, 29, f);
+    fclose(f);
+    assert_int_equal(compose_mime_type(path, out, sizeof out), 0);
+#ifdef HAVE_LIBMAGIC
+    assert_string_equal(out, "image/png");
+#else
+    assert_string_equal(out, "text/plain");
+#endif
+    free(path);
+    path = xasprintf("%s/notes.md", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("Some notes\nwith two lines of plain words\n", f);
+    fclose(f);
+    assert_int_equal(compose_mime_type(path, out, sizeof out), 0);
+    assert_string_equal(out, "text/markdown");
+    free(path);
     tu_rm_rf(dir);
     free(dir);
 }
