@@ -121,6 +121,12 @@ const char *conf_default_path(void);
  * "file:line: message"; any problem makes this fail with *e summarising
  * them.  Defaults are applied and relative paths resolved. */
 int conf_load(const char *path, struct conf **out, struct rc_diag *diag, struct err *e);
+
+/* conf_load with flags: CONF_LOAD_NO_TLS_FILES does not require tls_cert
+ * and tls_key to be readable yet (for `correod gencert`, which makes them). */
+#define CONF_LOAD_NO_TLS_FILES 0x1u
+int conf_load_flags(const char *path, unsigned flags, struct conf **out,
+                    struct rc_diag *diag, struct err *e);
 void conf_free(struct conf *c);
 
 /* Is domain (any case) one of ours? */

@@ -32,7 +32,7 @@ static const struct command commands[] = {
     { "queue", cmd_queue, "queue list|show|flush|delete [-c CONFIG] [ID]" },
 #endif
 #ifdef HAVE_DKIM_CLI
-    { "dkim-keygen", cmd_dkim_keygen, "dkim-keygen [-c CONFIG] [--selector S] [--domain D]" },
+    { "dkim-keygen", cmd_dkim_keygen, "dkim-keygen [-c CONFIG] [--selector S] [--domain D] [--key FILE]" },
 #endif
 #ifdef HAVE_SENDMAIL
     { "sendmail", cmd_sendmail, "sendmail [-c CONFIG] [-t] [-i] [-f FROM] [RCPT...]" },
