@@ -152,12 +152,29 @@ char *buf_steal(struct buf *b, size_t *len)
 int buf_read_all(struct buf *b, int fd)
 {
     for (;;) {
-        char *p = buf_reserve(b, 65536);
+        /* Never ask for more room than the ceiling leaves: a small buffer
+         * must be able to hold a small file exactly.  At the ceiling, one
+         * more byte read tells a full buffer from a file that is too big. */
+        size_t want = 65536;
+        char extra;
+        char *p;
         ssize_t n;
 
+        if (b->max) {
+            size_t room = b->max > b->len ? b->max - b->len : 0;
+            if (room == 0) {
+                n = read(fd, &extra, 1);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                return n < 0 ? -1 : n == 0 ? 0 : -2;
+            }
+            if (want > room)
+                want = room;
+        }
+        p = buf_reserve(b, want);
         if (!p)
             return -2;
-        n = read(fd, p, 65536);
+        n = read(fd, p, want);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

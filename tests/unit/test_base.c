@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "err.h"
@@ -134,6 +135,45 @@ static void regex_compile_refuses_blowups(void **state)
     }
 }
 
+/* A file read into a buffer with a ceiling: exactly the ceiling fits, one
+ * byte more is -2, and a large file goes into an unbounded buffer whole. */
+static void buf_read_all_respects_a_small_ceiling(void **state)
+{
+    static const size_t sizes[] = {0, 1, 10, 11, 200000};
+    (void)state;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char path[] = "/tmp/correo-buf-XXXXXX";
+        int fd = mkstemp(path);
+        struct buf small, big;
+        char *data = malloc(sizes[i] + 1);
+
+        assert_true(fd >= 0);
+        assert_non_null(data);
+        for (size_t k = 0; k < sizes[i]; k++)
+            data[k] = (char)('a' + k % 26);
+        assert_int_equal(write(fd, data, sizes[i]), (ssize_t)sizes[i]);
+        buf_init(&small, 10);
+        buf_init(&big, 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        int rc = buf_read_all(&small, fd);
+        assert_int_equal(rc, sizes[i] <= 10 ? 0 : -2);
+        if (rc == 0) {
+            assert_int_equal(small.len, sizes[i]);
+            assert_memory_equal(buf_cstr(&small), data, sizes[i]);
+        }
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        assert_int_equal(buf_read_all(&big, fd), 0);
+        assert_int_equal(big.len, sizes[i]);
+        if (sizes[i])
+            assert_memory_equal(big.data, data, sizes[i]);
+        buf_free(&small);
+        buf_free(&big);
+        free(data);
+        close(fd);
+        unlink(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -143,6 +183,7 @@ int main(void)
         cmocka_unit_test(err_sets_text_and_errno),
         cmocka_unit_test(err_long_text_is_marked),
         cmocka_unit_test(regex_compile_refuses_blowups),
+        cmocka_unit_test(buf_read_all_respects_a_small_ceiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
