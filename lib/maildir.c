@@ -471,6 +471,11 @@ static char *make_uniq(void)
                      (long)getpid(), q, host);
 }
 
+char *maildir_unique_name(void)
+{
+    return make_uniq();
+}
+
 /* ---- tree and folders ----------------------------------------------------- */
 
 static char *strip_slashes(const char *path)

@@ -269,6 +269,13 @@ int maildir_copy(const struct maildir_folder *src, struct maildir_ref *ref,
 int maildir_move(const struct maildir_folder *src, struct maildir_ref *ref,
                  const struct maildir_folder *dst, struct maildir_ref *out, struct err *e);
 
+/* ---- pieces for callers that batch deliveries ------------------------------ */
+
+/* A new unique base name, "<sec>.M<usec>P<pid>Q<n>.<host>", from the same
+ * counter maildir_deliver() uses, so names made here and there never clash
+ * within a process.  Thread-safe.  Returns a string to free(). */
+char *maildir_unique_name(void);
+
 /* ---- failure injection for tests ----------------------------------------- */
 
 enum maildir_step {

@@ -12,6 +12,7 @@
  *               atomically (tmp + fsync + rename) after every attempt, so a
  *               recipient recorded as delivered is never sent again.
  *   tmp/        scratch; stale files there are removed at start.
+ *   corrupt/    entries that could not be parsed, kept for a human.
  *   lock        flock()ed by the one queue runner (and queue commands that
  *               change state).
  *
@@ -68,7 +69,9 @@ int queue_spool(const char *qdir, const struct smtp_envelope *env,
                 const struct queue_rcpt *rcpts, size_t n_rcpts,
                 const char *msg, size_t len, char id[QUEUE_ID_MAX], struct err *e);
 
-/* Read an entry's envelope and state (not the data). */
+/* Read an entry's envelope and state (not the data).  A malformed entry
+ * is moved aside to QUEUE_DIR/corrupt/ (never deleted) and ERR_PARSE
+ * returned; ERR_NOTFOUND when there is no such entry. */
 int queue_load(const char *qdir, const char *id, struct queue_entry **out, struct err *e);
 /* The data of an entry: fd positioned at the first byte of the message,
  * *len its size. */
@@ -82,7 +85,15 @@ void queue_entry_free(struct queue_entry *q);
 /* IDs in the queue, oldest first. */
 int queue_list(const char *qdir, char ***ids, size_t *n, struct err *e);
 
-/* The exclusive runner lock (non-blocking: ERR_EXISTS when held). */
+/* The exclusive runner lock (non-blocking: ERR_EXISTS when held).  The
+ * holder then tidies up: tmp/ files of writers that are gone, state files
+ * whose spool never completed, a message whose removal was interrupted.
+ * Release by closing *fd. */
 int queue_lock(const char *qdir, int *fd, struct err *e);
+
+/* Test hook: called before each step of queue_spool and queue_save_state
+ * with its name ("write", "fsync", "rename-state", "dirsync-state",
+ * "rename-msg", "dirsync-msg"); returning -1 fails the step. */
+extern int (*queue_step_hook)(const char *step);
 
 #endif

@@ -136,7 +136,8 @@ struct smtp_hooks {
      * CRLF line ends as sent, no headers added).  The session now waits in
      * SMTP_WAIT_DELIVERY until the owner calls smtp_session_delivered().
      * Ownership of env and msg passes to the owner (free with
-     * smtp_envelope_free and buf_free). */
+     * smtp_envelope_free, and buf_free then free() for msg, which is a
+     * heap-allocated struct buf). */
     void (*deliver)(void *ctx, struct smtp_envelope *env, struct buf *msg);
 };
 

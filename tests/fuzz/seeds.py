@@ -3,7 +3,8 @@
 
 usage: seeds.py OUTDIR
 
-Writes OUTDIR/message, OUTDIR/render, OUTDIR/rcfile and OUTDIR/pattern:
+Writes OUTDIR/message, OUTDIR/render, OUTDIR/rcfile, OUTDIR/pattern and
+OUTDIR/smtp:
   message, render   300 messages of tests/tools/gen-corpus.py (seed 9) plus
                     the handcrafted hostile messages below, and the inputs
                     in regress/message (render also regress/render)
@@ -11,6 +12,8 @@ Writes OUTDIR/message, OUTDIR/render, OUTDIR/rcfile and OUTDIR/pattern:
                     texts; the first byte of each is the loader option byte
   pattern           the patterns quoted in tests/unit/test_pattern.c and
                     the handcrafted ones below, each with option byte 0 and 1
+  smtp              the SMTP sessions in seeds/smtp (option byte first) and
+                    the inputs in regress/smtp
 The output is the same on every run.
 """
 
@@ -153,7 +156,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    dirs = {k: os.path.join(out, k) for k in ("message", "render", "rcfile", "pattern")}
+    dirs = {k: os.path.join(out, k) for k in ("message", "render", "rcfile", "pattern", "smtp")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
 
@@ -199,6 +202,9 @@ def main():
             write(os.path.join(dirs["pattern"], "p%03d-%d" % (i, flag)),
                   bytes([flag]) + p.encode("utf-8"))
     copy_dir(os.path.join(HERE, "regress", "pattern"), dirs["pattern"], "regress-")
+
+    copy_dir(os.path.join(HERE, "seeds", "smtp"), dirs["smtp"], "")
+    copy_dir(os.path.join(HERE, "regress", "smtp"), dirs["smtp"], "regress-")
 
 
 if __name__ == "__main__":

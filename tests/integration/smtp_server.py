@@ -19,6 +19,12 @@ Behaviours for failure tests:
                          after the first line of DATA
   --no-8bitmime          8BITMIME is not announced
   --smtputf8             SMTPUTF8 is announced and accepted
+  --tempfail-first N     the first N messages get 451 4.3.0 after their data
+                         ("conn=N TEMPFAIL" in events.log), later ones are taken
+  --reject-all           every RCPT gets 550 5.1.1
+  --log-connections      also "conn=N OPEN" and "conn=N CLOSED" in events.log,
+                         so a test can wait until the server is done with a
+                         client it killed
 
 With --stdin-eof-exits the server ends when its stdin reaches the end, so a
 test that keeps the other end of a pipe open cannot leave it behind even
@@ -64,6 +70,7 @@ class State:
         self.args = args
         self.conn_seq = 0
         self.msg_seq = 0
+        self.tempfails = 0
 
     def event(self, text):
         with open(os.path.join(self.args.outdir, 'events.log'), 'a') as f:
@@ -90,6 +97,8 @@ class Handler:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.state.args.reject_all:
+            return '550 5.1.1 <%s>: no such user here' % address
         if address in self.state.args.reject_rcpt:
             return ('550-5.1.1 <%s>: Recipient address rejected\r\n'
                     '550 5.1.1 User unknown in virtual mailbox table' % address)
@@ -99,6 +108,10 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         tls = server.implicit_tls or server._tls_protocol is not None
+        if self.state.tempfails < self.state.args.tempfail_first:
+            self.state.tempfails += 1
+            self.state.event('conn=%d TEMPFAIL' % server.conn_id)
+            return '451 4.3.0 Temporary failure, try again later'
         self.state.save({
             'mail_from': envelope.mail_from,
             'mail_from_b64': b64(raw(envelope.mail_from)),
@@ -175,6 +188,16 @@ class TestSMTP(SMTP):
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = self._recording(name, method)
 
+    def connection_made(self, transport):
+        if self.state.args.log_connections:
+            self.state.event('conn=%d OPEN' % self.conn_id)
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        super().connection_lost(error)
+        if self.state.args.log_connections:
+            self.state.event('conn=%d CLOSED' % self.conn_id)
+
     def _tls_now(self):
         return self.implicit_tls or self._tls_protocol is not None
 
@@ -214,6 +237,9 @@ def main():
     p.add_argument('--drop-data-from')
     p.add_argument('--no-8bitmime', action='store_true')
     p.add_argument('--smtputf8', action='store_true')
+    p.add_argument('--tempfail-first', type=int, default=0)
+    p.add_argument('--reject-all', action='store_true')
+    p.add_argument('--log-connections', action='store_true')
     p.add_argument('--outdir', required=True)
     p.add_argument('--stdin-eof-exits', action='store_true')
     args = p.parse_args()

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1596,6 +1597,82 @@ static void folder_create_rename_delete(void **state)
     maildir_ref_free(&ref);
 }
 
+/* ---- unique names for batched delivery ----------------------------------- */
+
+#define UNIQ_THREADS 4
+#define UNIQ_PER_THREAD 500
+
+static void *uniq_thread(void *arg)
+{
+    char **names = arg;
+
+    for (int i = 0; i < UNIQ_PER_THREAD; i++)
+        names[i] = maildir_unique_name();
+    return NULL;
+}
+
+static int str_qsort_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "<sec>.M<usec>P<pid>Q<n>.<host>", distinct across threads, never a '/'
+ * or ':' (a name must be usable as a file name with info appended). */
+static void unique_names_distinct_and_well_formed(void **state)
+{
+    char **names = xcalloc(UNIQ_THREADS * UNIQ_PER_THREAD, sizeof(char *));
+    pthread_t th[UNIQ_THREADS];
+    char pid_part[32];
+    size_t n = UNIQ_THREADS * UNIQ_PER_THREAD;
+
+    (void)state;
+    for (int t = 0; t < UNIQ_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, uniq_thread,
+                                        names + (size_t)t * UNIQ_PER_THREAD), 0);
+    for (int t = 0; t < UNIQ_THREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    snprintf(pid_part, sizeof(pid_part), "P%ldQ", (long)getpid());
+    for (size_t i = 0; i < n; i++) {
+        const char *p = names[i];
+        char *end;
+
+        assert_non_null(p);
+        assert_null(strchr(p, '/'));
+        assert_null(strchr(p, ':'));
+        assert_true(strtoll(p, &end, 10) > 0);
+        assert_true(strncmp(end, ".M", 2) == 0);
+        assert_non_null(strstr(p, pid_part));
+    }
+    qsort(names, n, sizeof(char *), str_qsort_cmp);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(names[i - 1], names[i]) != 0);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* A name from maildir_unique_name() and one made by a delivery come from
+ * the same counter: the delivered name's Q number is between two others. */
+static void unique_names_share_delivery_counter(void **state)
+{
+    struct fx *fx = *state;
+    struct maildir_ref ref = MAILDIR_REF_INIT;
+    struct err e;
+    char *before = maildir_unique_name(), *after;
+    unsigned long qb, qd, qa;
+
+    assert_int_equal(maildir_deliver(fx->inbox, "x\n", 2, NULL, &ref, &e), 0);
+    after = maildir_unique_name();
+    qb = strtoul(strchr(before, 'Q') + 1, NULL, 10);
+    qd = strtoul(strchr(ref.name, 'Q') + 1, NULL, 10);
+    qa = strtoul(strchr(after, 'Q') + 1, NULL, 10);
+    assert_true(qb < qd);
+    assert_true(qd < qa);
+    free(before);
+    free(after);
+    maildir_ref_free(&ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1623,6 +1700,8 @@ int main(void)
         FX_TEST(move_crashes_at_every_step),
         FX_TEST(folder_names_validated),
         FX_TEST(folder_create_rename_delete),
+        cmocka_unit_test(unique_names_distinct_and_well_formed),
+        FX_TEST(unique_names_share_delivery_counter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

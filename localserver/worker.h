@@ -1,0 +1,68 @@
+/*
+ * worker: one correod worker process (internal to server.c).
+ *
+ * A worker is an event loop serving the listening sockets its supervisor
+ * bound: each connection is an SMTP session (smtp_proto) glued to a
+ * libevent bufferevent, plain or TLS, with its deliveries running on the
+ * worker's deliverer threads.  The supervisor forks it after building
+ * everything it needs (config, TLS context, user database) so that a
+ * broken reload never reaches a running worker.
+ *
+ * Workers share one small anonymous shared-memory table made by the
+ * supervisor before the first fork: per-IP connection counts (one row per
+ * worker, written only by that worker, summed by readers; a row is zeroed
+ * by the supervisor when its worker dies, so a crash never leaks counts)
+ * and per-IP AUTH failure counts for the growing delay.
+ */
+#ifndef CORREOD_WORKER_H
+#define CORREOD_WORKER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "smtp_proto.h"
+#include "tls.h"
+#include "users.h"
+
+/* One bound listening socket. */
+struct srv_listener {
+    int fd;
+    enum smtp_listener kind;
+    char *addr;                 /* address literal as configured */
+    unsigned port;
+};
+
+#define SHM_BUCKETS 4096        /* per-IP hash buckets (power of two) */
+#define SHM_ROWS 520            /* worker rows: up to 256 workers, old and new */
+
+struct srv_shm {
+    _Atomic uint32_t rows_used;  /* rows below this may be non-zero */
+    /* conn[row][bucket]: connections of that worker from IPs hashing there */
+    _Atomic uint32_t conn[SHM_ROWS][SHM_BUCKETS];
+    /* AUTH failures per IP bucket, and when the last one happened */
+    _Atomic uint32_t auth_fail[SHM_BUCKETS];
+    _Atomic int64_t auth_fail_at[SHM_BUCKETS];
+};
+
+struct worker_args {
+    const struct conf *conf;
+    struct tls_server *tls;             /* NULL: no STARTTLS, no 465 */
+    struct user_db *users;              /* loaded by the supervisor */
+    const struct srv_listener *listeners;
+    size_t n_listeners;
+    struct srv_shm *shm;
+    unsigned row;                       /* this worker's row in shm->conn */
+    int heartbeat_fd;                   /* write end: one byte a second */
+    unsigned index;                     /* for log lines */
+};
+
+/* Run the worker until it is told to stop (SIGTERM) and its sessions are
+ * gone; returns the process exit status. */
+int worker_main(struct worker_args *a);
+
+/* Hash an address (4 or 16 bytes) into a shm bucket. */
+size_t shm_bucket(const unsigned char *addr, size_t len);
+
+#endif
