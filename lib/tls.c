@@ -216,6 +216,8 @@ int tls_cert_file_fingerprint(const char *path, char out[TLS_FINGERPRINT_SIZE],
 
 struct verify_state {
     bool pinned;
+    bool no_verify;         /* accept whatever was seen (opportunistic) */
+    bool seen;              /* the verification callback ran */
     unsigned char pin[TLS_SHA256_LEN];
     bool accepted;          /* our verification accepted the peer */
     bool pin_mismatch;
@@ -345,6 +347,7 @@ static int verify_peer(X509_STORE_CTX *xs, void *arg)
         return 0;
     }
     st->accepted = false;
+    st->seen = true;
     st->pin_mismatch = false;
     st->host_mismatch = false;
     st->chain_error = 0;
@@ -374,6 +377,11 @@ static int verify_peer(X509_STORE_CTX *xs, void *arg)
         if (st->chain_error == X509_V_OK)
             st->chain_error = X509_V_ERR_UNSPECIFIED;
     }
+    if (st->no_verify) {
+        /* Noted for tls_client_peer; the handshake goes on. */
+        X509_STORE_CTX_set_error(xs, X509_V_OK);
+        return 1;
+    }
     if (X509_STORE_CTX_get_error(xs) == X509_V_OK)
         X509_STORE_CTX_set_error(xs, st->chain_error != 0 ? st->chain_error
                                                           : X509_V_ERR_HOSTNAME_MISMATCH);
@@ -384,6 +392,7 @@ static int verify_peer(X509_STORE_CTX *xs, void *arg)
 
 struct tls_client {
     SSL_CTX *ctx;
+    bool no_verify;
     bool pinned;
     unsigned char pin[TLS_SHA256_LEN];
 };
@@ -391,7 +400,7 @@ struct tls_client {
 int tls_client_new(struct tls_client **out, const struct tls_client_opts *opts,
                    struct err *e)
 {
-    struct tls_client_opts none = {NULL, false, NULL};
+    struct tls_client_opts none = {NULL, false, NULL, false};
     struct tls_client *c;
 
     *out = NULL;
@@ -399,11 +408,14 @@ int tls_client_new(struct tls_client **out, const struct tls_client_opts *opts,
         opts = &none;
     if (opts->ca_file_only && opts->ca_file == NULL)
         return err_set(e, ERR_INVAL, "TLS: ca_file_only without a CA file");
+    if (opts->no_verify && opts->pin != NULL)
+        return err_set(e, ERR_INVAL, "TLS: a pin makes no sense without verification");
     pthread_once(&state_once, state_idx_init);
     if (state_idx < 0)
         return set_openssl_err(e, ERR_TLS, "TLS: cannot register connection data");
 
     c = XNEW(struct tls_client);
+    c->no_verify = opts->no_verify;
     if (opts->pin != NULL) {
         if (tls_parse_fingerprint(opts->pin, c->pin, e) < 0) {
             free(c);
@@ -489,6 +501,7 @@ SSL *tls_client_ssl_new(struct tls_client *c, const char *host, struct err *e)
         return NULL;
     st = XNEW(struct verify_state);
     st->pinned = c->pinned;
+    st->no_verify = c->no_verify;
     memcpy(st->pin, c->pin, sizeof(st->pin));
     len = strlen(host);
     memcpy(st->host, host, len + 1);
@@ -530,6 +543,66 @@ fail:
     return NULL;
 }
 
+static int handshake_failed(const struct verify_state *st, const char *detail,
+                            struct err *e)
+{
+    if (st->fp[0] != '\0')
+        return err_set(e, ERR_TLS, "TLS handshake with %s failed: %s (SHA256:%s)", st->host,
+                       detail != NULL ? detail : "unknown error", st->fp);
+    return err_set(e, ERR_TLS, "TLS handshake with %s failed: %s", st->host,
+                   detail != NULL ? detail : "unknown error");
+}
+
+/* Why the peer was not verified, as tls_client_finish would say it
+ * (without the fingerprint); "" when it was. */
+static void describe_refusal(const struct verify_state *st, char *out, size_t size)
+{
+    size_t len;
+
+    if (size == 0)
+        return;
+    out[0] = '\0';
+    if (!st->seen) {
+        snprintf(out, size, "no certificate seen");
+        return;
+    }
+    if (st->accepted)
+        return;
+    if (st->pin_mismatch) {
+        snprintf(out, size, "fingerprint mismatch");
+        return;
+    }
+    if (st->chain_error != 0)
+        snprintf(out, size, "certificate verify failed: %s",
+                 X509_verify_cert_error_string(st->chain_error));
+    len = strlen(out);
+    if (st->host_mismatch && len < size)
+        snprintf(out + len, size - len, "%shost name mismatch: certificate is for %s, not %s",
+                 len > 0 ? "; " : "", st->names, st->host);
+    if (out[0] == '\0')
+        snprintf(out, size, "not verified");
+}
+
+int tls_client_peer(const SSL *ssl, char fp[TLS_FINGERPRINT_SIZE], bool *verified,
+                    char *problem, size_t size, struct err *e)
+{
+    const struct verify_state *st = state_of(ssl);
+
+    fp[0] = '\0';
+    if (verified != NULL)
+        *verified = false;
+    if (problem != NULL && size > 0)
+        problem[0] = '\0';
+    if (st == NULL)
+        return err_set(e, ERR_INVAL, "TLS: connection was not set up for verification");
+    memcpy(fp, st->fp, TLS_FINGERPRINT_SIZE);
+    if (verified != NULL)
+        *verified = st->seen && st->accepted;
+    if (problem != NULL)
+        describe_refusal(st, problem, size);
+    return 0;
+}
+
 int tls_client_finish(SSL *ssl, bool handshake_ok, const char *detail, struct err *e)
 {
     struct verify_state *st = state_of(ssl);
@@ -540,6 +613,15 @@ int tls_client_finish(SSL *ssl, bool handshake_ok, const char *detail, struct er
     msg[0] = '\0';
     if (st == NULL) {
         r = err_set(e, ERR_TLS, "TLS: connection was not set up for verification");
+    } else if (st->no_verify) {
+        /* Encryption without authentication: a completed handshake and a
+         * certificate are all that is asked. */
+        if (!handshake_ok)
+            r = handshake_failed(st, detail, e);
+        else if (!st->seen || SSL_get0_peer_certificate(ssl) == NULL)
+            r = err_set(e, ERR_TLS, "TLS: %s sent no certificate", st->host);
+        else
+            return 0;
     } else if (st->pin_mismatch) {
         format_fingerprint(st->pin, pinfp);
         r = err_set(e, ERR_TLS, "fingerprint mismatch: got SHA256:%s, expected SHA256:%s",
@@ -557,12 +639,7 @@ int tls_client_finish(SSL *ssl, bool handshake_ok, const char *detail, struct er
         }
         r = err_set(e, ERR_TLS, "%s (SHA256:%s)", msg, st->fp);
     } else if (!handshake_ok) {
-        if (st->fp[0] != '\0')
-            r = err_set(e, ERR_TLS, "TLS handshake with %s failed: %s (SHA256:%s)", st->host,
-                        detail != NULL ? detail : "unknown error", st->fp);
-        else
-            r = err_set(e, ERR_TLS, "TLS handshake with %s failed: %s", st->host,
-                        detail != NULL ? detail : "unknown error");
+        r = handshake_failed(st, detail, e);
     } else if (!st->accepted || SSL_get0_peer_certificate(ssl) == NULL ||
                (!st->pinned && SSL_get_verify_result(ssl) != X509_V_OK)) {
         r = err_set(e, ERR_TLS, "TLS: the certificate of %s was not verified", st->host);

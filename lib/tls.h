@@ -11,6 +11,9 @@
  *
  * With a pin, a server is accepted if and only if the SHA-256 of its leaf
  * certificate equals the pin; chain and name problems are ignored then.
+ * With no_verify (opportunistic SMTP between MTAs only) any certificate is
+ * accepted after a completed handshake, and what was seen is kept for the
+ * log (tls_client_peer).
  * Every refusal after the server sent a certificate names its fingerprint as
  * "SHA256:AB:CD:..." so that the user can pin it.
  *
@@ -57,6 +60,13 @@ struct tls_client_opts {
     const char *ca_file;   /* PEM certificates to trust, or NULL */
     bool ca_file_only;     /* with ca_file: do not trust the system store too */
     const char *pin;       /* leaf SHA-256 (see tls_parse_fingerprint) or NULL */
+    /* Encrypt, do not authenticate: ONLY for opportunistic SMTP between
+     * MTAs (RFC 7435; Postfix's "may" level), where the alternative is
+     * plain text.  tls_client_finish then accepts any certificate, still
+     * requiring a completed handshake (TLS 1.2 or newer) and a server
+     * certificate; chain and name are checked all the same so that
+     * tls_client_peer() can tell what was seen.  Excludes pin. */
+    bool no_verify;
 };
 
 struct tls_client;
@@ -78,6 +88,16 @@ SSL *tls_client_ssl_new(struct tls_client *c, const char *host, struct err *e);
  * "certificate verify failed: self-signed certificate (SHA256:...)". */
 int tls_client_finish(SSL *ssl, bool handshake_ok, const char *detail,
                       struct err *e);
+
+/* What the client saw of the server on ssl (from tls_client_ssl_new) once
+ * its handshake ran, for logging: fp gets the SHA-256 of the leaf
+ * certificate ("" when none was seen), *verified (may be NULL) whether the
+ * chain and host name checked out or the pin matched -- with no_verify it
+ * tells whether the peer WOULD have been verified -- and problem (may be
+ * NULL, size bytes) why not ("" when verified).  -1 (ERR_INVAL) when ssl
+ * was not made by tls_client_ssl_new. */
+int tls_client_peer(const SSL *ssl, char fp[TLS_FINGERPRINT_SIZE], bool *verified,
+                    char *problem, size_t size, struct err *e);
 
 /* ---- server ------------------------------------------------------------- */
 

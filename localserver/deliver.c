@@ -15,6 +15,15 @@
  * (a client retry may duplicate, a 250 would lose).  Failure texts name the
  * recipient, not the server's paths: they go back to the client.
  *
+ * Success reports (RFC 3461 NOTIFY=SUCCESS): once a recipient's local copy
+ * is durable, a "delivered" DSN (dsn.h) for the envelope sender -- local or
+ * remote, never the null sender -- is spooled from MAILER-DAEMON with the
+ * null sender, one report per job naming each such envelope recipient
+ * once, before the job completes.  The report is a courtesy: when it
+ * cannot be spooled the delivery still stands (logged, not a 451 that
+ * would make the client send the message again).  Recipients spooled for a
+ * retry are reported by the queue runner when it delivers them.
+ *
  * deliver_run_sync() leaves the job with its caller (done is not called).
  * deliver_job_free() frees env (smtp_envelope_free), msg (a struct buf from
  * xmalloc, and its data), each recipient's strings, rcpts and the job.
@@ -51,6 +60,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "dsn.h"
+#include "log.h"
 #include "maildir.h"
 #include "queue.h"
 #include "sanitize.h"
@@ -753,6 +764,107 @@ out:
     free(which);
 }
 
+static bool wants_success(const struct smtp_rcpt *sr)
+{
+    return sr != NULL && !(sr->notify & SMTP_NOTIFY_NEVER) &&
+           (sr->notify & SMTP_NOTIFY_SUCCESS) != 0;
+}
+
+static bool any_8bit(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80)
+            return true;
+    }
+    return false;
+}
+
+/* The "delivered" report for the envelope recipients whose local copies
+ * are durable now and who asked for it.  Called before spool(): durable[]
+ * then means "a durable local copy". */
+static void success_report(struct job_run *r)
+{
+    struct deliver_job *job = r->job;
+    const struct smtp_envelope *env = job->env;
+    const struct smtp_rcpt **done = XNEWARRAY(const struct smtp_rcpt *, job->n_rcpts + 1);
+    struct queue_rcpt *qr = NULL;
+    struct queue_entry q;
+    struct smtp_envelope denv;
+    struct queue_rcpt to;
+    struct buf msg = BUF_INIT;
+    char id[QUEUE_ID_MAX];
+    size_t *which = NULL;
+    size_t n = 0;
+    struct err e;
+
+    if (env->mail_from == NULL || env->mail_from[0] == '\0' || job->queue_dir == NULL)
+        goto out;
+    for (size_t i = 0; i < job->n_rcpts; i++) {
+        const struct deliver_rcpt *dr = &job->rcpts[i];
+        size_t k = r->same_as[i] != SIZE_MAX ? r->same_as[i] : i;
+        const struct smtp_rcpt *sr;
+        bool seen = false;
+
+        if (dr->maildir == NULL || !r->durable[k])
+            continue;
+        sr = env_rcpt(env, dr);
+        if (!wants_success(sr))
+            continue;
+        /* An alias with several local users: one line for what was given. */
+        for (size_t j = 0; j < n && !seen; j++)
+            seen = done[j] == sr;
+        if (!seen)
+            done[n++] = sr;
+    }
+    if (n == 0)
+        goto out;
+
+    qr = xcalloc(n, sizeof(*qr));
+    which = XNEWARRAY(size_t, n);
+    for (size_t j = 0; j < n; j++) {
+        qr[j].addr = done[j]->addr;
+        qr[j].orcpt = done[j]->orcpt;
+        qr[j].notify = done[j]->notify;
+        qr[j].state = QRCPT_DELIVERED;
+        qr[j].last_reply = (char *)(uintptr_t)"delivered to the mailbox";
+        which[j] = j;
+    }
+    memset(&q, 0, sizeof(q));
+    snprintf(q.id, sizeof(q.id), "%s", r->id);
+    q.mail_from = env->mail_from;
+    q.envid = env->envid;
+    q.ret = env->ret;
+    q.smtputf8 = env->smtputf8;
+    q.created = job->received_at;
+    q.rcpts = qr;
+    q.n_rcpts = n;
+    err_clear(&e);
+    if (dsn_build(&msg, job->hostname != NULL ? job->hostname : "localhost", &q, which, n,
+                  DSN_DELIVERED, job->msg->data, job->msg->len, time(NULL), &e) < 0) {
+        log_warn("id=%s: no delivery report for <%s>: %s", r->id, env->mail_from, e.text);
+        goto out;
+    }
+    memset(&denv, 0, sizeof(denv));
+    denv.mail_from = (char *)(uintptr_t)"";
+    denv.smtputf8 = env->smtputf8;
+    denv.body = any_8bit(msg.data, msg.len) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
+    memset(&to, 0, sizeof(to));
+    to.addr = env->mail_from;
+    to.notify = SMTP_NOTIFY_NEVER;
+    to.state = QRCPT_PENDING;
+    if (queue_spool(job->queue_dir, &denv, &to, 1, msg.data, msg.len, id, &e) < 0)
+        log_warn("id=%s: the delivery report for <%s> could not be queued: %s", r->id,
+                 env->mail_from, e.text);
+    else
+        log_info("id=%s: delivery report for %zu recipient(s) queued as %s for <%s>", r->id,
+                 n, id, env->mail_from);
+out:
+    buf_free(&msg);
+    free(qr);
+    free(which);
+    free(done);
+}
+
 static void set_result(struct deliver_job *job, int code, const char *enhanced,
                        const char *fmt, ...) CORREO_PRINTF(4, 5);
 
@@ -948,6 +1060,7 @@ static void run_batch(struct deliver_job **jobs, size_t n_jobs)
     for (size_t j = 0; j < b.n_runs; j++) {
         struct job_run *r = &b.runs[j];
 
+        success_report(r);
         spool(r);
         for (size_t i = 0; i < r->job->n_rcpts; i++) {
             if (r->same_as[i] != SIZE_MAX) {

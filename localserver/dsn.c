@@ -7,13 +7,14 @@
  * recipient: Original-Recipient, Final-Recipient, Action, Status,
  * Remote-MTA, Diagnostic-Code, Last-Attempt-Date), and the original
  * message (message/rfc822) or only its header (text/rfc822-headers) for
- * RET=HDRS.
+ * RET=HDRS and always for success reports (delivered, relayed).
  *
  * A recipient's last_reply, as the queue runner records it, is either
  * "[HOST] CODE TEXT" (the reply of the SMTP server HOST) or free text (a
  * local or network error); the first gives Remote-MTA and an
  * "smtp; CODE TEXT" Diagnostic-Code, the status comes from the reply's
- * enhanced code when it has one.
+ * enhanced code when it has one.  Free text that starts with an enhanced
+ * code ("5.6.3 conversion ...") gives its status too.
  *
  * Every value that came from outside (addresses, replies, ids) is made
  * printable ASCII before it goes into a header or the report, so a report
@@ -173,6 +174,7 @@ static void reply_parse(const char *reply, enum dsn_kind kind, struct reply_info
     const char *p = reply ? reply : "";
     const char *fallback = kind == DSN_FAILED ? "5.0.0" : kind == DSN_DELAYED ? "4.0.0"
                                                                               : "2.0.0";
+    size_t elen;
 
     memset(ri, 0, sizeof(*ri));
     if (p[0] == '[') {
@@ -196,6 +198,9 @@ static void reply_parse(const char *reply, enum dsn_kind kind, struct reply_info
         } else if (p[0] == '4' || p[0] == '5' || p[0] == '2') {
             snprintf(ri->status, sizeof(ri->status), "%c.0.0", p[0]);
         }
+    } else if ((elen = enhanced_len(p)) > 0 && elen < sizeof(ri->status)) {
+        memcpy(ri->status, p, elen);
+        ri->status[elen] = '\0';
     }
     /* A failed report never says 4.x.x only because the last try was
      * temporary (the entry expired): use the permanent class. */
@@ -203,7 +208,7 @@ static void reply_parse(const char *reply, enum dsn_kind kind, struct reply_info
         ri->status[0] = '5';
     if (kind == DSN_DELAYED)
         ri->status[0] = '4';
-    if (kind == DSN_DELIVERED)
+    if (kind == DSN_DELIVERED || kind == DSN_RELAYED)
         ri->status[0] = '2';
 }
 
@@ -283,9 +288,15 @@ int dsn_build(struct buf *out, const char *hostname, const struct queue_entry *q
         [DSN_FAILED] = "Undelivered Mail Returned to Sender",
         [DSN_DELAYED] = "Delayed Mail (still being retried)",
         [DSN_DELIVERED] = "Successful Mail Delivery Report",
+        [DSN_RELAYED] = "Successful Mail Delivery Report",
     };
     static const char *const actions[] = {
         [DSN_FAILED] = "failed", [DSN_DELAYED] = "delayed", [DSN_DELIVERED] = "delivered",
+        [DSN_RELAYED] = "relayed",
+    };
+    static const char *const originals[] = {
+        [DSN_FAILED] = "Undelivered message", [DSN_DELAYED] = "Delayed message",
+        [DSN_DELIVERED] = "Delivered message", [DSN_RELAYED] = "Relayed message",
     };
     char boundary[96];
     struct reply_info *ri;
@@ -295,7 +306,8 @@ int dsn_build(struct buf *out, const char *hostname, const struct queue_entry *q
 
     if (orig == NULL)
         orig_len = 0;
-    if (kind != DSN_FAILED && kind != DSN_DELAYED && kind != DSN_DELIVERED)
+    if (kind != DSN_FAILED && kind != DSN_DELAYED && kind != DSN_DELIVERED &&
+        kind != DSN_RELAYED)
         return err_set(e, ERR_INVAL, "dsn: unknown kind");
     if (n == 0)
         return err_set(e, ERR_INVAL, "dsn: no recipients to report");
@@ -309,7 +321,7 @@ int dsn_build(struct buf *out, const char *hostname, const struct queue_entry *q
         if (which[i] >= q->n_rcpts)
             return err_set(e, ERR_INVAL, "dsn: recipient index out of range");
     }
-    headers_only = q->ret == SMTP_RET_HDRS ||
+    headers_only = kind == DSN_DELIVERED || kind == DSN_RELAYED || q->ret == SMTP_RET_HDRS ||
                    (q->ret == SMTP_RET_DEFAULT && orig_len > FULL_DEFAULT_MAX);
     make_boundary(boundary, sizeof(boundary), orig ? orig : "", orig_len, now);
     ri = XNEWARRAY(struct reply_info, n);
@@ -355,6 +367,11 @@ int dsn_build(struct buf *out, const char *hostname, const struct queue_entry *q
         break;
     case DSN_DELIVERED:
         put(out, "Your message was delivered to the recipients listed below.\r\n");
+        break;
+    case DSN_RELAYED:
+        put(out, "Your message was handed on to the mail servers of the recipients\r\n"
+                 "listed below.  Those servers do not send delivery reports, so\r\n"
+                 "this is the last report you will get about these recipients.\r\n");
         break;
     }
     put(out, "\r\n");
@@ -423,13 +440,13 @@ int dsn_build(struct buf *out, const char *hostname, const struct queue_entry *q
         putf(out, "--%s\r\nContent-Type: text/rfc822-headers\r\n", boundary);
         if (has_8bit(orig, hlen))
             put(out, "Content-Transfer-Encoding: 8bit\r\n");
-        put(out, "Content-Description: Undelivered message headers\r\n\r\n");
+        putf(out, "Content-Description: %s headers\r\n\r\n", originals[kind]);
         put_n(out, orig ? orig : "", hlen);
     } else {
         putf(out, "--%s\r\nContent-Type: message/rfc822\r\n", boundary);
         if (has_8bit(orig, orig_len))
             put(out, "Content-Transfer-Encoding: 8bit\r\n");
-        put(out, "Content-Description: Undelivered message\r\n\r\n");
+        putf(out, "Content-Description: %s\r\n\r\n", originals[kind]);
         put_n(out, orig ? orig : "", orig_len);
     }
     if (out->len < 2 || out->data[out->len - 2] != '\r' || out->data[out->len - 1] != '\n')

@@ -32,9 +32,24 @@
  * reports are recorded as failed: a crash in between can repeat a DSN but
  * never lose one.
  *
- * Opportunistic TLS uses STARTTLS when the server offers it and falls back
- * to a plain connection when the handshake or the certificate check fails
- * (lib/tls has no unverified mode).
+ * Opportunistic TLS (routes in that mode and MX hosts) uses STARTTLS when
+ * the server offers it, encrypting without authenticating (lib/tls's
+ * no_verify, as Postfix's "may" level): any certificate is taken.  Plain
+ * text is used only when the server does not offer STARTTLS, or refuses
+ * it, or the handshake itself fails (then on a new connection); the log
+ * says which.  Credentials for a smarthost go only over verified TLS (or
+ * loopback).
+ *
+ * Success reports (NOTIFY=SUCCESS, RFC 3461): a local delivery done here
+ * (a local retry, or an address of ours that reached the queue) is
+ * reported as "delivered"; a message handed to a server that does not
+ * announce DSN as "relayed" (a server that does gets NOTIFY and reports
+ * itself).  They are sent after the delivery is recorded: a crash in
+ * between loses the report, never repeats the delivery.
+ *
+ * 8-bit data for a server without 8BITMIME is converted to 7-bit first
+ * (relay_to_7bit, then DKIM-signed as converted); a message that cannot be
+ * converted fails for that server's recipients with 5.6.3.
  *
  * Server replies are recorded as "[HOST] CODE TEXT" (what dsn.c reads back)
  * and logged through lib/log, which escapes them.
@@ -68,6 +83,7 @@
 #include "dsn.h"
 #include "log.h"
 #include "maildir.h"
+#include "message.h"
 #include "queue.h"
 #include "rcfile.h"
 #include "sanitize.h"
@@ -98,6 +114,7 @@ struct pass {
     struct dkim_signer *dkim;
     bool dkim_tried;
     struct tls_client *tls_default;
+    struct tls_client *tls_opportunistic;   /* no_verify */
     struct tls_client *tls_smarthost;
     char *smarthost_secret;
 };
@@ -112,8 +129,23 @@ struct work {
     size_t len;
     struct buf signed_hdr;      /* DKIM-Signature to put in front, or empty */
     bool signed_done;
+    int has8;                   /* data has 8-bit bytes: -1 not known yet */
+    struct buf conv;            /* the 7-bit version (relay_to_7bit) */
+    struct buf conv_signed_hdr; /* its DKIM-Signature */
+    int conv_rc;                /* 0 done, -1 impossible, 1 not tried yet */
+    char *conv_why;
     enum outcome *out;          /* per recipient, this attempt */
+    int *report;                /* per recipient: a success DSN kind to send, or -1 */
 };
+
+/* Does NOTIFY ask for a report of this kind?  (Not given: failure and
+ * delay, RFC 3461 4.1.) */
+static bool wants(unsigned notify, unsigned bit)
+{
+    if (notify & SMTP_NOTIFY_NEVER)
+        return false;
+    return notify == SMTP_NOTIFY_DEFAULT ? bit != SMTP_NOTIFY_SUCCESS : (notify & bit) != 0;
+}
 
 static void set_reply(struct queue_rcpt *r, const char *text)
 {
@@ -354,8 +386,10 @@ static void deliver_local_retry(struct work *w, size_t i)
 
     if (maildir_put(r->local_maildir, w->q->mail_from, r->addr, w->data, w->len, &e) == 0) {
         log_info("queue %s: <%s> delivered to its Maildir", w->q->id, r->addr);
-        outcome(w, i, OUT_OK, "delivered to the Maildir");
+        outcome(w, i, OUT_OK, "delivered to the mailbox");
         save_state(w);
+        if (wants(r->notify, SMTP_NOTIFY_SUCCESS))
+            w->report[i] = DSN_DELIVERED;
     } else {
         log_warn("queue %s: <%s>: %s", w->q->id, r->addr, e.text);
         outcome(w, i, OUT_TEMP, e.text);
@@ -389,8 +423,13 @@ static void deliver_local_addr(struct work *w, size_t i)
         res = hand_over(w->p, w->q->mail_from, external[k], r->notify, w->data, w->len, &e);
     }
     if (res == 0) {
-        outcome(w, i, OUT_OK, "delivered locally");
+        outcome(w, i, OUT_OK, n_external == 0 ? "delivered to the mailbox"
+                                              : "delivered locally");
         save_state(w);
+        /* Copies for outside addresses carry NOTIFY on and report
+         * themselves. */
+        if (n_external == 0 && wants(r->notify, SMTP_NOTIFY_SUCCESS))
+            w->report[i] = DSN_DELIVERED;
     } else {
         outcome(w, i, OUT_TEMP, e.text);
     }
@@ -572,6 +611,241 @@ static int mx_hosts(const char *domain, struct host **out, size_t *n, struct err
     return 0;
 }
 
+/* ---- 8-bit to 7-bit (RFC 6152) ------------------------------------------ */
+
+#define B64_LINE 76                 /* encoded characters per line */
+#define QP_LINE 76                  /* RFC 2045 6.7 (5): at most 76 with the '=' */
+
+static bool has_8bit(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80)
+            return true;
+    }
+    return false;
+}
+
+static void out_put(struct buf *b, const char *s, size_t n)
+{
+    if (buf_append(b, s, n) < 0)
+        die("relay: buffer");
+}
+
+static void out_puts(struct buf *b, const char *s)
+{
+    out_put(b, s, strlen(s));
+}
+
+/* Quoted-printable for a text body: CRLF stays a (hard) line break,
+ * everything else outside printable ASCII -- bare CR or LF included -- is
+ * "=XX", as are '=' and white space at the end of a line; soft breaks keep
+ * lines within QP_LINE characters. */
+static void qp_encode(const char *s, size_t n, struct buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t col = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tok[3];
+        size_t tl;
+        bool eol_next;
+
+        if (c == '\r' && i + 1 < n && s[i + 1] == '\n') {
+            out_puts(out, "\r\n");
+            col = 0;
+            i++;
+            continue;
+        }
+        eol_next = i + 1 == n || (s[i + 1] == '\r' && i + 2 < n && s[i + 2] == '\n');
+        if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol_next)) {
+            tok[0] = (char)c;
+            tl = 1;
+        } else {
+            tok[0] = '=';
+            tok[1] = hex[c >> 4];
+            tok[2] = hex[c & 0x0f];
+            tl = 3;
+        }
+        /* room for the token and, unless the line ends after it, a '=' */
+        if (col + tl > QP_LINE - 1 && !(eol_next && col + tl <= QP_LINE)) {
+            out_puts(out, "=\r\n");
+            col = 0;
+        }
+        out_put(out, tok, tl);
+        col += tl;
+    }
+}
+
+static void b64_lines(const char *s, size_t n, struct buf *out)
+{
+    struct buf enc = BUF_INIT;
+
+    if (codec_b64_encode(s, n, &enc) < 0)
+        die("relay: buffer");
+    for (size_t i = 0; i < enc.len; i += B64_LINE) {
+        out_put(out, enc.data + i, enc.len - i < B64_LINE ? enc.len - i : B64_LINE);
+        out_puts(out, "\r\n");
+    }
+    buf_free(&enc);
+}
+
+static bool field_is(const char *line, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+
+    return n > k && strncasecmp(line, name, k) == 0 && line[k] == ':';
+}
+
+static bool valid_utf8(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        uint32_t cp;
+        int r = sanitize_utf8_next(s + i, n - i, &cp);
+
+        if (r <= 0)
+            return false;
+        i += (size_t)r;
+    }
+    return true;
+}
+
+/* Copy the header block hdr[0..n) to out without its
+ * Content-Transfer-Encoding field(s), adding the fields in add (each ending
+ * in CRLF) before the empty line, which is written even when hdr had none
+ * (a part whose body is added). */
+static void rewrite_header(const char *hdr, size_t n, const char *add, struct buf *out)
+{
+    size_t i = 0;
+    bool skipping = false;
+
+    while (i < n) {
+        const char *line = hdr + i;
+        const char *nl = memchr(line, '\n', n - i);
+        size_t ll = nl ? (size_t)(nl - line) + 1 : n - i;
+
+        if (ll == 1 || (ll == 2 && line[0] == '\r'))
+            break;      /* the empty line */
+        if (line[0] == ' ' || line[0] == '\t') {
+            if (!skipping)
+                out_put(out, line, ll);
+        } else {
+            skipping = field_is(line, ll, "Content-Transfer-Encoding");
+            if (!skipping)
+                out_put(out, line, ll);
+        }
+        if (!nl && !skipping)
+            out_puts(out, "\r\n");    /* a last field without its line end */
+        i += ll;
+    }
+    out_puts(out, add);
+    out_puts(out, "\r\n");
+}
+
+static bool header_has(const char *hdr, size_t n, const char *name)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        const char *line = hdr + i;
+        const char *nl = memchr(line, '\n', n - i);
+        size_t ll = nl ? (size_t)(nl - line) + 1 : n - i;
+
+        if (field_is(line, ll, name))
+            return true;
+        i += ll;
+    }
+    return false;
+}
+
+static bool part_is(const struct msg_part *p, const char *type)
+{
+    return p->type != NULL && strcmp(p->type, type) == 0;
+}
+
+int relay_to_7bit(const char *msg, size_t len, struct buf *out, struct err *e)
+{
+    struct message *m = NULL;
+    size_t pos = 0, start = out->len;
+    bool root_mime;
+    int rc = -1;
+
+    if (message_parse(msg, len, NULL, &m, e) < 0)
+        return -1;
+    root_mime = header_has(msg, m->root->body_offset, "MIME-Version");
+    for (size_t i = 0; i < m->n_parts; i++) {
+        const struct msg_part *p = m->parts[i];
+        const char *body = msg + p->body_offset;
+        bool composite = part_is(p, "multipart") || part_is(p, "message");
+        struct buf add = BUF_INIT;
+
+        if (p->header_offset < pos)
+            continue;   /* inside a part already rewritten (cannot happen) */
+        if (composite && p->n_children > 0) {
+            /* Its children are converted; its label must say 7bit. */
+            bool relabel = p->encoding == MSG_ENC_8BIT || p->encoding == MSG_ENC_BINARY;
+            bool add_mv = p->parent == NULL && !root_mime;
+
+            if (!relabel && !add_mv)
+                continue;
+            if (add_mv)
+                out_puts(&add, "MIME-Version: 1.0\r\n");
+            if (relabel)
+                out_puts(&add, "Content-Transfer-Encoding: 7bit\r\n");
+            out_put(out, msg + pos, p->header_offset - pos);
+            rewrite_header(msg + p->header_offset, p->body_offset - p->header_offset,
+                           buf_cstr(&add), out);
+            buf_free(&add);
+            pos = p->body_offset;
+            continue;
+        }
+        if (!has_8bit(body, p->body_size))
+            continue;
+        if (composite) {
+            err_set(e, ERR_UNSUPPORTED, "a %s/%s part with 8-bit content could not be "
+                    "parsed for conversion", p->type, p->subtype ? p->subtype : "");
+            goto out;
+        }
+        if (p->encoding == MSG_ENC_BASE64 || p->encoding == MSG_ENC_QP ||
+            p->encoding == MSG_ENC_UNKNOWN) {
+            err_set(e, ERR_UNSUPPORTED, "a part encoded as %s holds 8-bit bytes",
+                    p->encoding_text ? p->encoding_text : "?");
+            goto out;
+        }
+        if (p->parent == NULL && !root_mime) {
+            out_puts(&add, "MIME-Version: 1.0\r\n");
+            if (!header_has(msg, p->body_offset, "Content-Type"))
+                out_puts(&add, valid_utf8(body, p->body_size)
+                                   ? "Content-Type: text/plain; charset=utf-8\r\n"
+                                   : "Content-Type: text/plain; charset=unknown-8bit\r\n");
+        }
+        out_puts(&add, part_is(p, "text") ? "Content-Transfer-Encoding: quoted-printable\r\n"
+                                          : "Content-Transfer-Encoding: base64\r\n");
+        out_put(out, msg + pos, p->header_offset - pos);
+        rewrite_header(msg + p->header_offset, p->body_offset - p->header_offset,
+                       buf_cstr(&add), out);
+        buf_free(&add);
+        if (part_is(p, "text"))
+            qp_encode(body, p->body_size, out);
+        else
+            b64_lines(body, p->body_size, out);
+        pos = p->body_offset + p->body_size;
+    }
+    out_put(out, msg + pos, len - pos);
+    if (has_8bit(out->data + start, out->len - start)) {
+        err_set(e, ERR_UNSUPPORTED, "8-bit bytes in a header or outside the MIME parts");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc < 0)
+        buf_truncate(out, start);   /* nothing half-converted is left */
+    message_free(m);
+    return rc;
+}
+
 /* ---- SMTP client -------------------------------------------------------- */
 
 struct client {
@@ -580,6 +854,8 @@ struct client {
     struct buf reply;           /* last reply, lines joined by "\n" */
     int code;
     bool tls;
+    bool tls_verified;          /* the peer's certificate was checked */
+    const char *tls_note;       /* how TLS went, for the log */
     bool esmtp;
     bool starttls, eightbit, smtputf8, dsn, chunking, binarymime, size_ext;
     bool auth_plain, auth_login;
@@ -950,8 +1226,9 @@ static int auth(struct pass *p, struct client *cl, struct err *e)
     struct buf raw = BUF_INIT, enc = BUF_INIT;
     int code;
 
-    if (!cl->tls && !peer_loopback(cl))
-        return err_set(e, ERR_TLS, "%s: not sending credentials without TLS", cl->host);
+    if (!cl->tls_verified && !peer_loopback(cl))
+        return err_set(e, ERR_TLS, "%s: not sending credentials without verified TLS",
+                       cl->host);
     if (!cl->auth_plain && !cl->auth_login)
         return err_set(e, ERR_UNSUPPORTED, "%s: offers neither AUTH PLAIN nor LOGIN",
                        cl->host);
@@ -1001,18 +1278,33 @@ static int auth(struct pass *p, struct client *cl, struct err *e)
 
 /* Open a session to h: connect, greeting, EHLO, TLS per mode, AUTH.
  * Returns 0, or -1 with *e (e->temporary false for a permanent refusal);
- * *tls_failed tells that STARTTLS was tried and failed. */
+ * *tls_failed tells that STARTTLS was tried and failed.  In opportunistic
+ * mode a route or MX host gets STARTTLS without verification; the
+ * smarthost, which gets credentials, is always verified. */
 static int session_open(struct pass *p, struct client *cl, const struct host *h,
                         enum conf_tls_mode mode, bool smarthost, bool *tls_failed,
                         struct err *e)
 {
     struct tls_client *tc;
+    bool verify = true;
     int code;
 
     memset(cl, 0, sizeof(*cl));
     cl->host = h->name;
+    cl->tls_note = "plain text";
     *tls_failed = false;
-    if (smarthost) {
+    if (!smarthost && mode == CONF_TLS_OPPORTUNISTIC) {
+        if (p->tls_opportunistic == NULL) {
+            struct tls_client_opts o;
+
+            memset(&o, 0, sizeof(o));
+            o.no_verify = true;
+            if (tls_client_new(&p->tls_opportunistic, &o, e) < 0)
+                return -1;
+        }
+        tc = p->tls_opportunistic;
+        verify = false;
+    } else if (smarthost) {
         if (p->tls_smarthost == NULL) {
             struct tls_client_opts o;
 
@@ -1043,6 +1335,8 @@ static int session_open(struct pass *p, struct client *cl, const struct host *h,
             goto fail;
         }
         cl->tls = true;
+        cl->tls_verified = true;
+        cl->tls_note = "TLS, verified";
     }
     code = read_reply(cl, e);
     if (code < 0)
@@ -1057,6 +1351,8 @@ static int session_open(struct pass *p, struct client *cl, const struct host *h,
     }
     if (ehlo(cl, p->c->hostname, e) < 0)
         goto fail_quit;
+    if (mode == CONF_TLS_OPPORTUNISTIC && !cl->starttls)
+        cl->tls_note = "plain text: STARTTLS not offered";
     if (mode == CONF_TLS_STARTTLS || (mode == CONF_TLS_OPPORTUNISTIC && cl->starttls)) {
         if (!cl->starttls) {
             err_set(e, ERR_TLS, "%s: STARTTLS is required but not offered", h->name);
@@ -1082,6 +1378,8 @@ static int session_open(struct pass *p, struct client *cl, const struct host *h,
             goto fail;
         }
         cl->tls = true;
+        cl->tls_verified = verify;
+        cl->tls_note = verify ? "TLS, verified" : "TLS, certificate not verified";
         if (ehlo(cl, p->c->hostname, e) < 0)
             goto fail_quit;
     }
@@ -1159,16 +1457,14 @@ fail:
     return -1;
 }
 
-static void sign_once(struct work *w)
+/* The DKIM signer, made on first use; NULL when none is configured or it
+ * cannot be made (then mail goes out unsigned). */
+static struct dkim_signer *signer(struct pass *p)
 {
-    struct pass *p = w->p;
     struct err e;
 
-    if (w->signed_done)
-        return;
-    w->signed_done = true;
     if (!p->c->dkim_domain || !p->c->dkim_selector || !p->c->dkim_key)
-        return;
+        return NULL;
     if (!p->dkim_tried) {
         p->dkim_tried = true;
         if (dkim_signer_new(p->c->dkim_domain, p->c->dkim_selector, p->c->dkim_key, &p->dkim,
@@ -1177,10 +1473,47 @@ static void sign_once(struct work *w)
             p->dkim = NULL;
         }
     }
-    if (p->dkim && dkim_sign(p->dkim, w->data, w->len, p->now, &w->signed_hdr, &e) < 0) {
+    return p->dkim;
+}
+
+/* Sign data into hdr (left empty when unsigned). */
+static void sign_into(struct work *w, const char *data, size_t len, struct buf *hdr)
+{
+    struct dkim_signer *s = signer(w->p);
+    struct err e;
+
+    if (s && dkim_sign(s, data, len, w->p->now, hdr, &e) < 0) {
         log_error("queue %s: DKIM signing failed: %s; sending unsigned", w->q->id, e.text);
-        buf_reset(&w->signed_hdr);
+        buf_reset(hdr);
     }
+}
+
+static void sign_once(struct work *w)
+{
+    if (w->signed_done)
+        return;
+    w->signed_done = true;
+    sign_into(w, w->data, w->len, &w->signed_hdr);
+}
+
+/* The 7-bit version of the message, made (and signed) once per entry. */
+static int convert_once(struct work *w)
+{
+    struct err e;
+
+    if (w->conv_rc <= 0)
+        return w->conv_rc;
+    if (relay_to_7bit(w->data, w->len, &w->conv, &e) < 0) {
+        w->conv_rc = -1;
+        w->conv_why = xstrdup(e.text);
+        log_warn("queue %s: cannot convert to 7-bit: %s", w->q->id, e.text);
+        return -1;
+    }
+    w->conv_rc = 0;
+    log_info("queue %s: converted to 7-bit (%zu -> %zu bytes)", w->q->id, w->len, w->conv.len);
+    /* the signature covers what is sent */
+    sign_into(w, w->conv.data, w->conv.len, &w->conv_signed_hdr);
+    return 0;
 }
 
 static void rcpt_params(struct buf *b, const struct queue_rcpt *r)
@@ -1245,13 +1578,35 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
     size_t n_acc = 0;
     bool need_utf8 = !ascii_only(q->mail_from);
     bool bdat = q->body == SMTP_BODY_BINARYMIME;
+    const char *data = w->data;
+    size_t len = w->len;
+    const struct buf *hdr = &w->signed_hdr;
+    bool body8;
     size_t total;
     struct err e;
     char *r;
     int code;
 
-    sign_once(w);
-    total = w->signed_hdr.len + w->len;
+    if (w->has8 < 0)
+        w->has8 = has_8bit(w->data, w->len);
+    body8 = q->body == SMTP_BODY_8BITMIME || w->has8;
+    if (w->has8 && !bdat && !cl->eightbit) {
+        /* RFC 6152: no 8-bit data to a server without 8BITMIME */
+        if (convert_once(w) < 0) {
+            r = xasprintf("5.6.3 conversion to 7-bit required but not possible "
+                          "(%s does not announce 8BITMIME): %s", cl->host, w->conv_why);
+            outcome_all(w, idx, n, OUT_PERM, r);
+            free(r);
+            goto out;
+        }
+        data = w->conv.data;
+        len = w->conv.len;
+        hdr = &w->conv_signed_hdr;
+        body8 = false;
+    } else {
+        sign_once(w);
+    }
+    total = hdr->len + len;
     for (size_t i = 0; i < n; i++)
         need_utf8 = need_utf8 || !ascii_only(q->rcpts[idx[i]].addr);
     if (need_utf8 && !cl->smtputf8) {
@@ -1262,8 +1617,8 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
         goto out;
     }
     if (bdat && !(cl->chunking && cl->binarymime)) {
-        r = xasprintf("[%s] does not support BINARYMIME (554 5.6.3 conversion needed)",
-                      cl->host);
+        r = xasprintf("5.6.3 conversion required but not supported (%s does not announce "
+                      "BINARYMIME)", cl->host);
         outcome_all(w, idx, n, OUT_PERM, r);
         free(r);
         goto out;
@@ -1277,7 +1632,7 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
     }
     if (cl->size_ext && buf_printf(&params, " SIZE=%zu", total) < 0)
         die("relay: buffer");
-    if (q->body == SMTP_BODY_8BITMIME && cl->eightbit && buf_puts(&params, " BODY=8BITMIME") < 0)
+    if (body8 && !bdat && cl->eightbit && buf_puts(&params, " BODY=8BITMIME") < 0)
         die("relay: buffer");
     if (bdat && buf_puts(&params, " BODY=BINARYMIME") < 0)
         die("relay: buffer");
@@ -1334,9 +1689,8 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
         int rc = send_line(cl, false, cmd, &e);
 
         free(cmd);
-        if (rc < 0 || send_all(cl, w->signed_hdr.data ? w->signed_hdr.data : "",
-                               w->signed_hdr.len, &e) < 0 ||
-            send_all(cl, w->data, w->len, &e) < 0)
+        if (rc < 0 || send_all(cl, hdr->data ? hdr->data : "", hdr->len, &e) < 0 ||
+            send_all(cl, data, len, &e) < 0)
             goto net_fail;
     } else {
         code = command(cl, false, &e, "DATA");
@@ -1349,7 +1703,7 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
             goto rset;
         }
         log_debug("C: <message, %zu bytes>", total);
-        if (send_data(cl, w->signed_hdr.data, w->signed_hdr.len, w->data, w->len, &e) < 0)
+        if (send_data(cl, hdr->data, hdr->len, data, len, &e) < 0)
             goto net_fail;
     }
     tls_conn_set_timeout(cl->conn, w->p->timeout_ms < 600000 ? 600000 : w->p->timeout_ms);
@@ -1371,6 +1725,13 @@ static void transaction(struct work *w, struct client *cl, const size_t *idx, si
     log_info("queue %s: %s: end of data: %s", q->id, cl->host, buf_cstr(&cl->reply));
     outcome_all(w, acc, n_acc, class_of(code), r);
     free(r);
+    if (code / 100 == 2 && !cl->dsn) {
+        /* A server without DSN takes over: ours is the last report. */
+        for (size_t i = 0; i < n_acc; i++) {
+            if (wants(q->rcpts[acc[i]].notify, SMTP_NOTIFY_SUCCESS))
+                w->report[acc[i]] = DSN_RELAYED;
+        }
+    }
     /* Record the outcome now.  The window between the server's reply and
      * this rename is SMTP's own: a crash inside it makes the next attempt
      * send again what the server already took, and no client can close it
@@ -1440,6 +1801,8 @@ static void deliver_remote(struct work *w, const struct dest *d, size_t *idx, si
         if (r < 0 && tls_failed && mode == CONF_TLS_OPPORTUNISTIC) {
             log_warn("queue %s: %s; trying again without TLS", w->q->id, e.text);
             r = session_open(p, &cl, &hosts[h], CONF_TLS_NONE, smarthost, &tls_failed, &e);
+            if (r == 0)
+                cl.tls_note = "plain text after a failed TLS handshake";
         }
         if (r < 0) {
             log_warn("queue %s: %s", w->q->id, e.text);
@@ -1447,8 +1810,8 @@ static void deliver_remote(struct work *w, const struct dest *d, size_t *idx, si
             last = xstrdup(e.text);
             continue;
         }
-        log_info("queue %s: connected to %s port %u%s", w->q->id, hosts[h].name,
-                 hosts[h].port, cl.tls ? " (TLS)" : "");
+        log_info("queue %s: connected to %s port %u (%s)", w->q->id, hosts[h].name,
+                 hosts[h].port, cl.tls_note);
         transaction(w, &cl, idx, n);
         if (cl.conn)
             client_close(&cl, true);
@@ -1461,13 +1824,6 @@ static void deliver_remote(struct work *w, const struct dest *d, size_t *idx, si
 }
 
 /* ---- an entry ----------------------------------------------------------- */
-
-static bool wants(unsigned notify, unsigned bit)
-{
-    if (notify & SMTP_NOTIFY_NEVER)
-        return false;
-    return notify == SMTP_NOTIFY_DEFAULT ? bit != SMTP_NOTIFY_SUCCESS : (notify & bit) != 0;
-}
 
 static int send_dsn(struct work *w, const size_t *which, size_t n, enum dsn_kind kind)
 {
@@ -1489,7 +1845,8 @@ static int send_dsn(struct work *w, const size_t *which, size_t n, enum dsn_kind
                   e.text);
     else
         log_info("queue %s: %s report for %zu recipient(s) sent to <%s>", w->q->id,
-                 kind == DSN_FAILED ? "failure" : kind == DSN_DELAYED ? "delay" : "success", n,
+                 kind == DSN_FAILED ? "failure" : kind == DSN_DELAYED ? "delay"
+                 : kind == DSN_RELAYED ? "relay" : "success", n,
                  w->q->mail_from);
     buf_free(&msg);
     return rc;
@@ -1552,6 +1909,11 @@ static void process_entry(struct pass *p, struct queue_entry *q)
         return;
     }
     w.out = xcalloc(n, sizeof(*w.out));
+    w.report = XNEWARRAY(int, n + 1);
+    for (size_t i = 0; i < n; i++)
+        w.report[i] = -1;
+    w.has8 = -1;
+    w.conv_rc = 1;
     dests = xcalloc(n, sizeof(*dests));
     idx = XNEWARRAY(size_t, n);
     fail = XNEWARRAY(size_t, n);
@@ -1636,6 +1998,20 @@ static void process_entry(struct pass *p, struct queue_entry *q)
         if (send_dsn(&w, delay, m, DSN_DELAYED) == 0)
             q->delay_notified = true;
     }
+    /* success reports: the deliveries are recorded already */
+    {
+        static const enum dsn_kind kinds[] = { DSN_DELIVERED, DSN_RELAYED };
+
+        for (size_t k = 0; k < ARRAY_LEN(kinds); k++) {
+            size_t m = 0;
+
+            for (size_t i = 0; i < n; i++) {
+                if (w.report[i] == (int)kinds[k] && q->rcpts[i].state == QRCPT_DELIVERED)
+                    fail[m++] = i;
+            }
+            send_dsn(&w, fail, m, kinds[k]);
+        }
+    }
     for (size_t i = 0; i < n; i++)
         n_pending += q->rcpts[i].state == QRCPT_PENDING;
     if (n_pending == 0) {
@@ -1660,8 +2036,12 @@ static void process_entry(struct pass *p, struct queue_entry *q)
     free(delay);
     free(done_grp);
     free(w.out);
+    free(w.report);
     free(w.data);
+    free(w.conv_why);
     buf_free(&w.signed_hdr);
+    buf_free(&w.conv);
+    buf_free(&w.conv_signed_hdr);
 }
 
 /* ---- passes ------------------------------------------------------------- */
@@ -1671,6 +2051,7 @@ static void pass_free(struct pass *p)
     users_free(p->users);
     dkim_signer_free(p->dkim);
     tls_client_free(p->tls_default);
+    tls_client_free(p->tls_opportunistic);
     tls_client_free(p->tls_smarthost);
     if (p->smarthost_secret) {
         memset(p->smarthost_secret, 0, strlen(p->smarthost_secret));

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "err.h"
 
@@ -30,5 +31,19 @@ int relay_run(const struct conf *c, volatile sig_atomic_t *stop,
 /* One pass over the queue: try every entry whose time has come (or every
  * entry if force), then return.  For `queue flush` and tests. */
 int relay_pass(const struct conf *c, bool force, struct err *e);
+
+/* The message msg (CRLF line ends) made 7-bit for a server that does not
+ * announce 8BITMIME (RFC 6152 forbids sending it 8-bit data): walking the
+ * MIME structure (lib/message), every leaf part holding 8-bit bytes is
+ * re-encoded -- quoted-printable for text/ parts, base64 for the others --
+ * with its Content-Transfer-Encoding replaced, and multipart/ or message/
+ * parts labelled 8bit or binary are relabelled 7bit.  A message without
+ * MIME-Version gets one (and a Content-Type naming the charset of a bare
+ * 8-bit body: utf-8 when the bytes are valid UTF-8, else unknown-8bit).
+ * Appends the result to out.  -1 with ERR_UNSUPPORTED when it cannot be
+ * done (8-bit bytes in a header, a preamble, a part with an unknown
+ * encoding, a composite part too deep to parse): the caller bounces with
+ * 5.6.3. */
+int relay_to_7bit(const char *msg, size_t len, struct buf *out, struct err *e);
 
 #endif

@@ -33,9 +33,22 @@ Checks:
   - a damaged entry is moved to corrupt/ and the others still go;
   - a delay report once after four hours, a failure report past
     queue_lifetime (the arrival time is moved back in the spool file);
-  - TLS: opportunistic falls back to plain text when the certificate is
-    not trusted, required STARTTLS waits;
-  - DKIM-Signature on outbound mail once dkim_* are set;
+  - TLS: an opportunistic route to a STARTTLS server with a self-signed
+    certificate delivers over TLS without verifying it (the server records
+    tls), a `starttls` route to the same server refuses the certificate and
+    the entry waits for a retry; an opportunistic route to a server without
+    STARTTLS delivers in plain text; the log says which happened;
+  - success reports (NOTIFY=SUCCESS over smtplib): a local delivery gets a
+    "delivered" report in the sender's Maildir, a message relayed to a
+    server that does not announce DSN a "relayed" one; the null sender and
+    NOTIFY without SUCCESS get none;
+  - 8-bit mail to a server without 8BITMIME: what arrives is 7-bit, sent
+    without BODY=8BITMIME, and decodes to the original text (single part,
+    multipart with an attachment); a message with raw 8-bit bytes in a
+    header cannot be converted and bounces with 5.6.3;
+  - DKIM-Signature on outbound mail once dkim_* are set; a message
+    converted to 7-bit is signed as converted (its bh= matches the body
+    the server got);
   - the smarthost with AUTH (smarthost_pass and smarthost_pass_cmd), and a
     wrong password that leaves the entry waiting with the 535 shown;
   - the server's own queue runner: new mail goes out by itself, and
@@ -432,9 +445,11 @@ def test_delay_and_expiry(d, qdir):
         check(len(new) == 1 and b"gave up" in new[0], "the report says it gave up")
 
 
-def test_tls(d, qdir, tmp):
-    """A STARTTLS server with a certificate nobody trusts: opportunistic
-    falls back to plain text, required STARTTLS waits (temporary)."""
+def test_tls(d, qdir, tmp, plain_peer):
+    """A STARTTLS server with a self-signed certificate nobody trusts (the
+    instance's own, made by `correod init`): opportunistic encrypts
+    without verifying, required STARTTLS refuses and waits (temporary).
+    Opportunistic to a server without STARTTLS: plain text."""
     cert = os.path.join(d.dir, "cert.pem")
     key = os.path.join(d.dir, "key.pem")
     peer = Peer(tmp, "tls", "--mode", "starttls", "--cert", cert, "--key", key)
@@ -442,26 +457,219 @@ def test_tls(d, qdir, tmp):
         with open(d.conf, "a") as f:
             f.write("\nroute opp.test 127.0.0.1:%d opportunistic\n" % peer.port)
             f.write("route req.test 127.0.0.1:%d starttls\n" % peer.port)
+            f.write("route plainopp.test 127.0.0.1:%d opportunistic\n" % plain_peer.port)
         sendmail(d, "alice@example.test", ["o@opp.test"],
                  b"Subject: opp\r\nX-Token: opp-1\r\n\r\nbody\r\n")
         sendmail(d, "alice@example.test", ["r@req.test"],
                  b"Subject: req\r\nX-Token: req-1\r\n\r\nbody\r\n")
-        flush(d)
+        sendmail(d, "alice@example.test", ["p@plainopp.test"],
+                 b"Subject: plainopp\r\nX-Token: plainopp-1\r\n\r\nbody\r\n")
+        r = flush(d)
+        log = r.stderr.decode("utf-8", "replace")
         got = [m for m in peer.messages() if b"opp-1" in m["raw"]]
-        check(len(got) == 1 and not got[0]["tls"],
-              "opportunistic: delivered in plain text after a failed certificate check")
-        check(any("STARTTLS" in e for e in peer.events()), "opportunistic: STARTTLS was tried")
+        check(len(got) == 1 and got[0]["tls"],
+              "opportunistic: delivered over TLS to a self-signed server: %r"
+              % [m["tls"] for m in got])
+        check(any("STARTTLS" in e for e in peer.events()), "opportunistic: STARTTLS was used")
+        check(any(e.endswith("MAIL tls=1") for e in peer.events()),
+              "opportunistic: the transaction ran inside TLS: %r" % peer.events())
+        check("certificate not verified" in log,
+              "the log says the TLS was not verified: %r" % log[-2000:])
         check(not any(b"req-1" in m["raw"] for m in peer.messages()),
               "required STARTTLS: nothing sent to an unverified server")
         ids = [i for i in spool_ids(qdir) if b"req-1" in spool_data(qdir, i)]
         check(len(ids) == 1 and spool_pending(qdir, ids[0]),
-              "required STARTTLS: the entry waits")
+              "required STARTTLS: the entry waits for a retry")
         out = queue_list(d)
         check("certificate" in out.lower(), "the certificate problem is shown: %r" % out)
+        # and it is retried (and refused again), not given up
+        flush(d)
+        check(len(ids) == 1 and spool_pending(qdir, ids[0]),
+              "required STARTTLS: still waiting after another attempt")
+        if ids:
+            show = d.cmd("queue", "show", "-c", d.conf, ids[0]).stdout
+            check("attempts:  2" in show, "required STARTTLS: two attempts: %r" % show)
+        plain = [m for m in plain_peer.messages() if b"plainopp-1" in m["raw"]]
+        check(len(plain) == 1 and not plain[0]["tls"],
+              "opportunistic without STARTTLS offered: delivered in plain text")
+        check("STARTTLS not offered" in log, "the log says STARTTLS was not offered")
         for i in ids:
             d.cmd("queue", "delete", "-c", d.conf, i)
     finally:
         peer.stop()
+
+
+def report_parts(raw):
+    """(message, delivery-status text) of a multipart/report."""
+    m = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parts = m.get_payload()
+    ds = parts[1].as_string() if isinstance(parts, list) and len(parts) == 3 else ""
+    return m, ds
+
+
+def test_success_reports(d, qdir, peer):
+    """NOTIFY=SUCCESS through smtplib, with the server (and its queue
+    runner) running: a local delivery gets "delivered", a message handed to
+    a server without DSN (aiosmtpd) "relayed"."""
+    import smtplib
+    import ssl
+    d.add_user("bob", "bob-secret")
+    d.start()
+    try:
+        before = len(maildir_new(d, "alice"))
+        bob0 = len(maildir_new(d, "bob"))
+        s = smtplib.SMTP("127.0.0.1", d.port("smtp"), local_hostname="client.test", timeout=15)
+        refused = s.sendmail("alice@example.test", ["bob@example.test"],
+                             b"Subject: notify me\r\nMessage-ID: <succ.1@example.test>\r\n"
+                             b"X-Token: succ-1\r\n\r\nhello bob\r\n",
+                             mail_options=["RET=HDRS", "ENVID=succ-env-1"],
+                             rcpt_options=["NOTIFY=SUCCESS"])
+        # the null sender and a NOTIFY without SUCCESS: no report
+        s.sendmail("", ["bob@example.test"],
+                   b"Subject: null sender\r\nX-Token: succ-null\r\n\r\nx\r\n",
+                   rcpt_options=["NOTIFY=SUCCESS"])
+        s.sendmail("alice@example.test", ["bob@example.test"],
+                   b"Subject: failures only\r\nX-Token: succ-fail\r\n\r\nx\r\n",
+                   rcpt_options=["NOTIFY=FAILURE"])
+        s.quit()
+        check(refused == {}, "local delivery with NOTIFY=SUCCESS accepted")
+        check(len(maildir_new(d, "bob")) == bob0 + 3, "bob got the three messages")
+        try:
+            wait_until(lambda: reports(d, "delivered"), timeout=20,
+                       what="the delivered report in alice's Maildir")
+        except TimeoutError:
+            pass
+        rep = reports(d, "delivered")
+        check(len(rep) == 1, "one delivered report for alice (got %d)\n%s"
+              % (len(rep), d.log()[-3000:]))
+        if rep:
+            m, ds = report_parts(rep[0])
+            check(rep[0].startswith(b"Return-Path: <>\n"), "the report has the null sender")
+            check(m.get_content_type() == "multipart/report", "multipart/report")
+            check(m["In-Reply-To"] == "<succ.1@example.test>", "In-Reply-To the original")
+            for field in ("Final-Recipient: rfc822; bob@example.test", "Action: delivered",
+                          "Status: 2.0.0", "Original-Envelope-Id: succ-env-1"):
+                check(field in ds, "delivered report has %r: %r" % (field, ds))
+            check(b"succ-1" in rep[0] and b"hello bob" not in rep[0],
+                  "the original's header is included, not its body")
+        # relayed: authenticated submission to a remote route (aiosmtpd, no DSN)
+        ctx = ssl.create_default_context(cafile=os.path.join(d.dir, "cert.pem"))
+        s = smtplib.SMTP("127.0.0.1", d.port("submission"), local_hostname="client.test",
+                         timeout=15)
+        s.starttls(context=ctx)
+        try:
+            s.login("alice@example.test", "secret-pw")
+        except smtplib.SMTPAuthenticationError:
+            s.login("alice", "secret-pw")
+        refused = s.sendmail("alice@example.test", ["bob@remote.test"],
+                             b"From: alice@example.test\r\nSubject: relay me\r\n"
+                             b"X-Token: succ-relay\r\n\r\nto the world\r\n",
+                             rcpt_options=["NOTIFY=SUCCESS,FAILURE",
+                                           "ORCPT=rfc822;bob@remote.test"])
+        s.quit()
+        check(refused == {}, "relay with NOTIFY=SUCCESS accepted")
+        try:
+            wait_until(lambda: reports(d, "relayed"), timeout=30,
+                       what="the relayed report in alice's Maildir")
+        except TimeoutError:
+            pass
+        # (aiosmtpd refuses RCPT parameters it does not know: a delivery
+        # means no NOTIFY went to a server without DSN)
+        got = [m for m in peer.messages() if b"succ-relay" in m["raw"]]
+        check(len(got) == 1, "the remote server got the message")
+        rep = reports(d, "relayed")
+        check(len(rep) == 1, "one relayed report for alice (got %d)" % len(rep))
+        if rep:
+            m, ds = report_parts(rep[0])
+            for field in ("Final-Recipient: rfc822; bob@remote.test", "Action: relayed",
+                          "Status: 2.0.0", "Remote-MTA: dns; 127.0.0.1",
+                          "Original-Recipient: rfc822;bob@remote.test"):
+                check(field in ds, "relayed report has %r: %r" % (field, ds))
+        check(len(reports(d, "delivered")) == 1, "still exactly one delivered report")
+        rc = d.stop()
+        check(rc == 0, "the server stops cleanly (%r)" % rc)
+        log = d.log()
+        check("Sanitizer" not in log and "runtime error" not in log,
+              "the server ran cleanly: %r" % log[-2000:])
+    finally:
+        d.stop()
+
+
+def test_8bit_to_7bit(d, qdir, peer):
+    """A server without 8BITMIME gets 7-bit data that decodes to the
+    original; what cannot be converted bounces with 5.6.3."""
+    single = ("From: alice@example.test\r\nSubject: 8bit single\r\nX-Token: conv-1\r\n"
+              "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              "Content-Transfer-Encoding: 8bit\r\n\r\n"
+              "Gr\u00fc\u00dfe aus K\u00f6ln, \u20ac 5 = f\u00fcnf \r\n"
+              + "\u00e9" * 60 + "\r\n.\r\nend\r\n").encode("utf-8")
+    bare = ("Subject: no mime\r\nX-Token: conv-2\r\n\r\n"
+            "caf\u00e9 cr\u00e8me\r\n").encode("utf-8")
+    attach = bytes(range(256)) * 4
+    multi = (b"From: alice@example.test\r\nSubject: 8bit multi\r\nX-Token: conv-3\r\n"
+             b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n"
+             b"--BB\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+             b"Content-Transfer-Encoding: 8bit\r\n\r\nna\xefve \xe9t\xe9\r\n"
+             b"--BB\r\nContent-Type: application/octet-stream\r\n"
+             b"Content-Transfer-Encoding: binary\r\n\r\n" + attach.replace(b"\r", b"R")
+             .replace(b"\n", b"N") + b"\r\n--BB--\r\n")
+    badhdr = ("Subject: caf\u00e9 in the header\r\nX-Token: conv-bad\r\n\r\n"
+              "body \u00e9\r\n").encode("utf-8")
+    for msg in (single, bare, multi):
+        sendmail(d, "alice@example.test", ["x@seven.test"], msg)
+    failed0 = len(reports(d, "failed"))
+    sendmail(d, "alice@example.test", ["y@seven.test"], badhdr)
+    r = flush(d)
+    log = r.stderr.decode("utf-8", "replace")
+    check("converted to 7-bit" in log, "the log says the message was converted")
+    got = {}
+    for m in peer.messages():
+        for t in (b"conv-1", b"conv-2", b"conv-3", b"conv-bad"):
+            if t in m["raw"]:
+                got[t] = m
+    check(set(got) == {b"conv-1", b"conv-2", b"conv-3"},
+          "three converted messages arrived, the bad one did not: %r" % sorted(got))
+    for t, m in got.items():
+        check(all(b < 0x80 for b in m["raw"]), "%s arrived 7-bit" % t.decode())
+        check("BODY=8BITMIME" not in m.get("mail_options", []),
+              "%s: no BODY=8BITMIME to a server without it" % t.decode())
+        check(max(len(l) for l in m["raw"].split(b"\r\n")) <= 998,
+              "%s: lines within 998" % t.decode())
+    if b"conv-1" in got:
+        e = email.message_from_bytes(got[b"conv-1"]["raw"], policy=email.policy.default)
+        check(e["Content-Transfer-Encoding"] == "quoted-printable", "single part: QP")
+        orig = single.split(b"\r\n\r\n", 1)[1]
+        check(e.get_payload(decode=True) == orig,
+              "single part decodes to the original bytes")
+        check(e["X-Token"] == "conv-1" and e["Subject"] == "8bit single", "headers kept")
+    if b"conv-2" in got:
+        e = email.message_from_bytes(got[b"conv-2"]["raw"], policy=email.policy.default)
+        check(e["MIME-Version"] == "1.0" and e.get_content_charset() == "utf-8",
+              "no MIME: MIME-Version and charset=utf-8 added")
+        check(e.get_payload(decode=True) == bare.split(b"\r\n\r\n", 1)[1],
+              "no MIME: decodes to the original")
+    if b"conv-3" in got:
+        e = email.message_from_bytes(got[b"conv-3"]["raw"], policy=email.policy.default)
+        parts = e.get_payload()
+        check(len(parts) == 2, "multipart: two parts")
+        if len(parts) == 2:
+            check(parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+                  and parts[0].get_payload(decode=True) == b"na\xefve \xe9t\xe9",
+                  "multipart: text part QP, decodes to the original")
+            check(parts[1]["Content-Transfer-Encoding"] == "base64"
+                  and parts[1].get_payload(decode=True)
+                  == attach.replace(b"\r", b"R").replace(b"\n", b"N"),
+                  "multipart: binary part base64, decodes to the original")
+    rep = [m for m in reports(d, "failed") if b"conv-bad" in m]
+    check(len(reports(d, "failed")) == failed0 + 1 and len(rep) == 1,
+          "the unconvertible message bounced")
+    if rep:
+        m, ds = report_parts(rep[0])
+        check("Status: 5.6.3" in ds and "Final-Recipient: rfc822; y@seven.test" in ds,
+              "the bounce says 5.6.3 for the recipient: %r" % ds)
+        check("8BITMIME" in ds, "the bounce explains the missing 8BITMIME: %r" % ds)
+    check(not any(b"conv-" in spool_data(qdir, i) for i in spool_ids(qdir)),
+          "nothing of it is left in the queue")
 
 
 def test_dkim(d, qdir, peer):
@@ -482,6 +690,41 @@ def test_dkim(d, qdir, peer):
     if got:
         check(b"d=example.test" in got[0]["raw"] and b"s=q1" in got[0]["raw"],
               "signature names domain and selector")
+
+
+def relaxed_body_hash(body):
+    """RFC 6376 3.4.4 relaxed body canonicalization, SHA-256, base64."""
+    import hashlib
+    import re
+    lines = body.split(b"\r\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    lines = [re.sub(rb"[ \t]+", b" ", l).rstrip(b" ") for l in lines]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    canon = b"".join(l + b"\r\n" for l in lines)
+    return base64.b64encode(hashlib.sha256(canon).digest()).decode()
+
+
+def test_dkim_converted(d, qdir, peer):
+    """With DKIM on, a message converted to 7-bit is signed as converted:
+    the body hash in the signature is that of the body the server got."""
+    sendmail(d, "alice@example.test", ["z@seven.test"],
+             ("Subject: signed 8bit\r\nX-Token: dkim-conv\r\nMIME-Version: 1.0\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+              "sign\u00e9 apr\u00e8s conversion\r\n").encode("utf-8"))
+    flush(d)
+    got = [m for m in peer.messages() if b"dkim-conv" in m["raw"]]
+    check(len(got) == 1 and got[0]["raw"].startswith(b"DKIM-Signature:"),
+          "the converted message carries a DKIM-Signature")
+    if got:
+        raw = got[0]["raw"]
+        head, body = raw.split(b"\r\n\r\n", 1)
+        sig = head.split(b"\r\nSubject:")[0].decode()
+        bh = "".join(sig.split("bh=", 1)[1].split(";", 1)[0].split())
+        check(all(b < 0x80 for b in raw), "the signed message is 7-bit")
+        check(bh == relaxed_body_hash(body),
+              "bh= is the hash of the converted body (%s)" % bh)
 
 
 def test_runner(d, qdir, tmp):
@@ -589,13 +832,15 @@ def main():
         retry = Peer(tmp, "retry", "--tempfail-first", "2")
         reject = Peer(tmp, "reject", "--reject-all")
         killp = Peer(tmp, "kill", "--log-connections")
-        peers = [remote, retry, reject, killp]
+        seven = Peer(tmp, "seven", "--no-8bitmime")
+        peers = [remote, retry, reject, killp, seven]
         extra = "\n".join([
             "route remote.test 127.0.0.1:%d none" % remote.port,
             "route retry.test 127.0.0.1:%d none" % retry.port,
             "route reject.test 127.0.0.1:%d none" % reject.port,
             "route down.test 127.0.0.1:%d none" % closed_port(),
             "route kill.test 127.0.0.1:%d none" % killp.port,
+            "route seven.test 127.0.0.1:%d none" % seven.port,
             "timeout_command 20",
         ])
         with Correod(exe, tmp, conf_extra=extra, start=False) as d:
@@ -608,9 +853,12 @@ def main():
             test_kill(d, qdir, killp)
             test_corrupt(d, qdir)
             test_delay_and_expiry(d, qdir)
-            test_tls(d, qdir, tmp)
+            test_tls(d, qdir, tmp, remote)
+            test_8bit_to_7bit(d, qdir, seven)
             test_dkim(d, qdir, remote)
+            test_dkim_converted(d, qdir, seven)
             test_smarthost(d, qdir, tmp)
+            test_success_reports(d, qdir, remote)
             test_runner(d, qdir, tmp)
     except Exception as ex:  # a broken step counts as a failure, not a crash
         global failed

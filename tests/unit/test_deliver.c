@@ -37,6 +37,7 @@
 #define SPOOL_MAX_RCPTS 8
 
 struct spool_call {
+    char *mail_from;
     size_t n_rcpts;
     char *addr[SPOOL_MAX_RCPTS];
     char *local_maildir[SPOOL_MAX_RCPTS];
@@ -58,7 +59,6 @@ int queue_spool(const char *qdir, const struct smtp_envelope *env,
     int rc = 0;
 
     (void)qdir;
-    (void)env;
     pthread_mutex_lock(&spool_mu);
     if (spool_fails) {
         rc = err_set(e, ERR_IO, "spool disk full");
@@ -66,6 +66,7 @@ int queue_spool(const char *qdir, const struct smtp_envelope *env,
         struct spool_call *c = &spool_calls[n_spool_calls % ARRAY_LEN(spool_calls)];
 
         n_spool_calls++;
+        c->mail_from = xstrdup(env->mail_from ? env->mail_from : "(null)");
         c->n_rcpts = n_rcpts;
         for (size_t i = 0; i < n_rcpts && i < SPOOL_MAX_RCPTS; i++) {
             c->addr[i] = xstrdup(rcpts[i].addr);
@@ -91,6 +92,7 @@ static void spool_reset(void)
             free(c->addr[i]);
             free(c->local_maildir[i]);
         }
+        free(c->mail_from);
         free(c->data);
     }
     memset(spool_calls, 0, sizeof(spool_calls));
@@ -705,6 +707,136 @@ static void remote_recipients_spooled(void **state)
     deliver_job_free(job);
 }
 
+/* ---- success reports (NOTIFY=SUCCESS) -------------------------------------- */
+
+/* A recipient with NOTIFY=SUCCESS whose local copy is durable: a
+ * "delivered" report from the null sender to the envelope sender is
+ * spooled before the job completes -- once per envelope recipient, never
+ * for the null sender, not for copies that failed (the retry reports), not
+ * for remote recipients (their relay does), and a report that cannot be
+ * spooled does not undo the delivery. */
+static void success_reports(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *from;
+        unsigned notify_bob;        /* bob@ is local (md[0]) */
+        bool alias;                 /* bobby@ (given) -> bob@ and carol@, both local */
+        bool remote;                /* and x@remote.example with the same NOTIFY */
+        const char *fail_step;
+        bool spool_fails;
+        int code;
+        bool report;                /* a report is spooled (call 0) */
+        size_t calls;
+        const char *final_rcpt;
+    } cases[] = {
+        {"plain", "alice@example.org", SMTP_NOTIFY_SUCCESS, false, false, NULL, false, 250,
+         true, 1, "rfc822; bob@example.test"},
+        {"with failure", "alice@example.org", SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, false,
+         false, NULL, false, 250, true, 1, "rfc822; bob@example.test"},
+        {"default", "alice@example.org", SMTP_NOTIFY_DEFAULT, false, false, NULL, false, 250,
+         false, 0, NULL},
+        {"never", "alice@example.org", SMTP_NOTIFY_NEVER, false, false, NULL, false, 250, false,
+         0, NULL},
+        {"null sender", "", SMTP_NOTIFY_SUCCESS, false, false, NULL, false, 250, false, 0, NULL},
+        {"copy failed", "alice@example.org", SMTP_NOTIFY_SUCCESS, false, false, "link", false,
+         250, false, 1, NULL},
+        {"remote too", "alice@example.org", SMTP_NOTIFY_SUCCESS, false, true, NULL, false, 250,
+         true, 2, "rfc822; bob@example.test"},
+        {"alias", "alice@example.org", SMTP_NOTIFY_SUCCESS, true, false, NULL, false, 250, true,
+         1, "rfc822; bobby@example.test"},
+        {"report not spooled", "alice@example.org", SMTP_NOTIFY_SUCCESS, false, false, NULL,
+         true, 250, false, 0, NULL},
+    };
+    struct fx *fx = *state;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct deliver_job *job = job_new("Subject: lunch\r\nMessage-ID: <m1@x>\r\n\r\n"
+                                          "secret body\r\n", fx->qdir);
+        struct spool_call *c = &spool_calls[0];
+
+        spool_reset();
+        free(job->env->mail_from);
+        job->env->mail_from = xstrdup(cases[i].from);
+        job->env->envid = xstrdup("E-1");
+        if (cases[i].alias) {
+            /* what the session does for an alias: one envelope recipient */
+            job->rcpts = XNEWARRAY(struct deliver_rcpt, 2);
+            job->rcpts[0].addr = xstrdup("bob@example.test");
+            job->rcpts[0].maildir = xstrdup(fx->md[0]);
+            job->rcpts[0].orig = xstrdup("bobby@example.test");
+            job->rcpts[1].addr = xstrdup("carol@example.test");
+            job->rcpts[1].maildir = xstrdup(fx->md[1]);
+            job->rcpts[1].orig = xstrdup("bobby@example.test");
+            job->n_rcpts = 2;
+            env_add_rcpt(job->env, "bobby@example.test", cases[i].notify_bob);
+        } else {
+            job_add_rcpt(job, "bob@example.test", fx->md[0]);
+            job->env->rcpts[0].notify = cases[i].notify_bob;
+            job->env->rcpts[0].orcpt = xstrdup("rfc822;bob@example.test");
+        }
+        if (cases[i].remote) {
+            job_add_rcpt(job, "x@remote.example", NULL);
+            job->env->rcpts[job->env->n_rcpts - 1].notify = cases[i].notify_bob;
+        }
+        fail_step = cases[i].fail_step;
+        deliver_step_hook = cases[i].fail_step ? fail_at : NULL;
+        spool_fails = cases[i].spool_fails;
+        deliver_run_sync(job);
+        deliver_step_hook = NULL;
+        if (job->code != cases[i].code || n_spool_calls != cases[i].calls)
+            fail_msg("case %s: %d %s, %zu spool calls", cases[i].name, job->code, job->text,
+                     n_spool_calls);
+        if (cases[i].report) {
+            assert_string_equal(c->mail_from, "");
+            assert_int_equal(c->n_rcpts, 1);
+            assert_string_equal(c->addr[0], cases[i].from);
+            assert_null(c->local_maildir[0]);
+            assert_int_equal(c->notify[0], SMTP_NOTIFY_NEVER);
+            assert_non_null(strstr(c->data, "Content-Type: multipart/report; "
+                                            "report-type=delivery-status;"));
+            assert_non_null(strstr(c->data, "\r\nTo: <alice@example.org>\r\n"));
+            assert_non_null(strstr(c->data, "\r\nAction: delivered\r\n"));
+            assert_non_null(strstr(c->data, "\r\nStatus: 2.0.0\r\n"));
+            assert_non_null(strstr(c->data, "\r\nOriginal-Envelope-Id: E-1\r\n"));
+            assert_non_null(strstr(c->data, "\r\nIn-Reply-To: <m1@x>\r\n"));
+            {
+                char *want = xasprintf("\r\nFinal-Recipient: %s\r\n", cases[i].final_rcpt);
+
+                assert_non_null(strstr(c->data, want));
+                free(want);
+            }
+            /* one line per envelope recipient; only the header returned */
+            assert_null(strstr(strstr(c->data, "Action: delivered") + 1, "Action:"));
+            assert_null(strstr(c->data, "carol"));
+            assert_null(strstr(c->data, "secret body"));
+            if (cases[i].remote)
+                assert_string_equal(spool_calls[1].addr[0], "x@remote.example");
+        } else {
+            for (size_t k = 0; k < n_spool_calls; k++)
+                assert_null(strstr(spool_calls[k].data, "multipart/report"));
+        }
+        /* the delivery itself is there whatever happened to the report */
+        if (cases[i].fail_step == NULL) {
+            char *dir = xasprintf("%s/new", fx->md[0]);
+
+            assert_int_equal(count_dir(fx->md[0], "new"), 1);
+            tu_rm_rf(dir);
+            assert_int_equal(mkdir(dir, 0700), 0);
+            free(dir);
+        }
+        if (cases[i].alias) {
+            char *dir = xasprintf("%s/new", fx->md[1]);
+
+            assert_int_equal(count_dir(fx->md[1], "new"), 1);
+            tu_rm_rf(dir);
+            assert_int_equal(mkdir(dir, 0700), 0);
+            free(dir);
+        }
+        deliver_job_free(job);
+    }
+}
+
 /* ---- failures at each step ------------------------------------------------ */
 
 /* A step that fails: the local copy is spooled for a retry (250), or when
@@ -1251,6 +1383,7 @@ int main(void)
         FX_TEST(same_maildir_once),
         FX_TEST(many_local_recipients),
         FX_TEST(remote_recipients_spooled),
+        FX_TEST(success_reports),
         FX_TEST(failure_at_each_step),
         FX_TEST(no_queue_no_250),
         FX_TEST(crash_at_each_step),

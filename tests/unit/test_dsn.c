@@ -255,6 +255,16 @@ static void test_reply_table(void **state)
           "smtp; 550 5.1.1 \\x1b[31mred\\xff", "failed" },
         { NULL, DSN_FAILED, "5.0.0", NULL, NULL, "failed" },
         { "mailbox full", DSN_DELAYED, "4.0.0", NULL, "x-local; mailbox full", "delayed" },
+        { "[a.test] 250 2.0.0 Ok: queued as 7", DSN_RELAYED, "2.0.0", "dns; a.test",
+          "smtp; 250 2.0.0 Ok: queued as 7", "relayed" },
+        { "[a.test] 250 ok", DSN_RELAYED, "2.0.0", "dns; a.test", "smtp; 250 ok", "relayed" },
+        { "delivered to the mailbox", DSN_DELIVERED, "2.0.0", NULL,
+          "x-local; delivered to the mailbox", "delivered" },
+        /* a local verdict with its own enhanced code */
+        { "5.6.3 conversion to 7-bit required but not possible", DSN_FAILED, "5.6.3", NULL,
+          "x-local; 5.6.3 conversion to 7-bit required but not possible", "failed" },
+        { "5.6.3x not a code", DSN_FAILED, "5.0.0", NULL, "x-local; 5.6.3x not a code",
+          "failed" },
     };
 
     (void)state;
@@ -281,6 +291,78 @@ static void test_reply_table(void **state)
         /* injected lines never become fields */
         assert_field(body, 1, "Status", NULL);
         free(body);
+        message_free(m);
+        buf_free(&out);
+        queue_entry_free(q);
+    }
+}
+
+/* Success reports (RFC 3461/3464): Action delivered or relayed, a 2.x.x
+ * status, a subject and text that say so, and only the original's header
+ * even when RET=FULL was asked (that is for failures). */
+static void test_success_reports(void **state)
+{
+    static const struct {
+        enum dsn_kind kind;
+        int ret;
+        const char *reply;
+        const char *action, *status, *mta, *text;
+    } cases[] = {
+        { DSN_DELIVERED, SMTP_RET_FULL, "delivered to the mailbox", "delivered", "2.0.0", NULL,
+          "was delivered to the recipients" },
+        { DSN_DELIVERED, SMTP_RET_DEFAULT, "delivered to the mailbox", "delivered", "2.0.0",
+          NULL, "was delivered to the recipients" },
+        { DSN_RELAYED, SMTP_RET_FULL, "[mx.remote.test] 250 2.6.0 queued as 9", "relayed",
+          "2.6.0", "dns; mx.remote.test", "do not send delivery reports" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct queue_entry *q = entry_new(cases[i].ret);
+        size_t which[] = { 1 };
+        struct buf out = BUF_INIT;
+        const struct msg_part *part;
+        struct message *m;
+        char *body;
+        struct err e;
+
+        free(q->rcpts[1].last_reply);
+        q->rcpts[1].last_reply = xstrdup(cases[i].reply);
+        q->rcpts[1].orcpt = xstrdup("rfc822;carol@remote.test");
+        assert_int_equal(dsn_build(&out, "mx.example.test", q, which, 1, cases[i].kind,
+                                   orig_msg, strlen(orig_msg), 1700003600, &e), 0);
+        check_crlf_only(&out);
+        m = parse(&out);
+        assert_string_equal(m->env.subject, "Successful Mail Delivery Report");
+        assert_string_equal(m->env.to.v[0].addr, "alice@example.test");
+        assert_string_equal(m->root->subtype, "report");
+        assert_int_equal(m->root->n_children, 3);
+
+        body = part_body(m, m->root->children[0]);
+        assert_non_null(strstr(body, cases[i].text));
+        assert_non_null(strstr(body, "<carol@remote.test>"));
+        assert_null(strstr(body, "bob@"));
+        free(body);
+
+        body = part_body(m, m->root->children[1]);
+        assert_field(body, -1, "Reporting-MTA", "dns; mx.example.test");
+        assert_field(body, -1, "Original-Envelope-Id", "env-42");
+        assert_field(body, 0, "Original-Recipient", "rfc822;carol@remote.test");
+        assert_field(body, 0, "Final-Recipient", "rfc822; carol@remote.test");
+        assert_field(body, 0, "Action", cases[i].action);
+        assert_field(body, 0, "Status", cases[i].status);
+        assert_field(body, 0, "Remote-MTA", cases[i].mta);
+        assert_field(body, 1, "Action", NULL);
+        free(body);
+
+        part = m->root->children[2];
+        assert_string_equal(part->type, "text");
+        assert_string_equal(part->subtype, "rfc822-headers");
+        body = part_body(m, part);
+        assert_non_null(strstr(body, "Subject: lunch plans\r\n"));
+        free(body);
+        assert_null(strstr(out.data, "noon"));
+        assert_null(strstr(out.data, "Undelivered"));
         message_free(m);
         buf_free(&out);
         queue_entry_free(q);
@@ -333,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_failed_full),
         cmocka_unit_test(test_headers_only),
         cmocka_unit_test(test_reply_table),
+        cmocka_unit_test(test_success_reports),
         cmocka_unit_test(test_utf8_and_refusals),
     };
 

@@ -496,10 +496,10 @@ static void test_gencert_invalid(void **state)
 static void test_client_options(void **state)
 {
     char *missing = xasprintf("%s/missing-ca.pem", fx.dir);
-    struct tls_client_opts bad_pin = {NULL, false, "AB:CD"};
-    struct tls_client_opts no_file = {missing, false, NULL};
-    struct tls_client_opts garbage = {fx.garbage_key, false, NULL};
-    struct tls_client_opts only_without = {NULL, true, NULL};
+    struct tls_client_opts bad_pin = {NULL, false, "AB:CD", false};
+    struct tls_client_opts no_file = {missing, false, NULL, false};
+    struct tls_client_opts garbage = {fx.garbage_key, false, NULL, false};
+    struct tls_client_opts only_without = {NULL, true, NULL, false};
     struct tls_client *c = NULL;
     struct err e;
 
@@ -560,7 +560,7 @@ static void test_pinning(void **state)
     lower_plain[n] = '\0';
 
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-        struct tls_client_opts opts = {NULL, false, cases[i].pin};
+        struct tls_client_opts opts = {NULL, false, cases[i].pin, false};
         struct tls_conn *c = NULL;
         struct err e;
         int r = tls_to_peer(&fx.local_peer, &opts, cases[i].host, &c, &e);
@@ -611,7 +611,7 @@ static void test_ca_file(void **state)
     (void)state;
     need_peers();
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-        struct tls_client_opts opts = {cases[i].ca, cases[i].ca_only, NULL};
+        struct tls_client_opts opts = {cases[i].ca, cases[i].ca_only, NULL, false};
         struct err e;
         int r = tls_to_peer(cases[i].peer, &opts, cases[i].host, NULL, &e);
 
@@ -643,7 +643,7 @@ static void test_mailstream_roundtrip(void **state)
         {"one\r\ntwo\r\n", {"eno", "owt", NULL}},
         {"abc\r\n", {"cba", NULL}},
     };
-    struct tls_client_opts opts = {fx.local.cert, true, NULL};
+    struct tls_client_opts opts = {fx.local.cert, true, NULL, false};
     unsigned char md[TLS_SHA256_LEN], want_md[TLS_SHA256_LEN];
     unsigned int mdlen = 0;
     struct tls_conn *c = NULL;
@@ -694,7 +694,7 @@ static void test_mailstream_roundtrip(void **state)
 static void test_tls11_refused(void **state)
 {
     static const char *const extra[] = {"-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", NULL};
-    struct tls_client_opts opts = {fx.local.cert, true, NULL};
+    struct tls_client_opts opts = {fx.local.cert, true, NULL, false};
     struct peer *old = &fx.old_peer;
     struct timeval tv = {10, 0};
     struct sockaddr_in sa;
@@ -743,6 +743,175 @@ static void test_tls11_refused(void **state)
     assert_int_equal(e.code, ERR_TLS);
     assert_contains(e.text, "protocol");
     assert_contains(e.text, "TLS 1.2 or newer is required");
+}
+
+/* ---- no_verify: opportunistic encryption between MTAs ------------------- */
+
+/* Handshake with a raw SSL from tls_client_ssl_new on a blocking socket to
+ * 127.0.0.1:port, judged by tls_client_finish; then what tls_client_peer
+ * reports. */
+struct raw_result {
+    int finish;
+    struct err e;
+    int peer_rc;
+    char fp[TLS_FINGERPRINT_SIZE];
+    bool verified;
+    char problem[300];
+};
+
+static void raw_handshake(unsigned port, const struct tls_client_opts *opts, const char *host,
+                          struct raw_result *res)
+{
+    struct timeval tv = {IO_MS / 1000, 0};
+    struct tls_client *client = NULL;
+    struct sockaddr_in sa;
+    char detail[200];
+    bool ok;
+    SSL *ssl;
+    int fd;
+
+    memset(res, 0, sizeof(*res));
+    assert_ok(tls_client_new(&client, opts, &res->e), &res->e);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ssl = tls_client_ssl_new(client, host, &res->e);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_set_fd(ssl, fd), 1);
+    ERR_clear_error();
+    ok = SSL_connect(ssl) == 1;
+    tls_error_reason(detail, sizeof(detail));
+    res->finish = tls_client_finish(ssl, ok, ok ? NULL : detail, &res->e);
+    res->peer_rc = tls_client_peer(ssl, res->fp, &res->verified, res->problem,
+                                   sizeof(res->problem), NULL);
+    SSL_free(ssl);
+    close(fd);
+    tls_client_free(client);
+}
+
+static void test_no_verify(void **state)
+{
+    struct {
+        const struct peer *peer;
+        const char *ca;       /* CA file (trusted besides the system store) */
+        const char *host;
+        bool verified;        /* what tls_client_peer says */
+        const char *problem;  /* part of its reason, when not verified */
+        const char *fp;
+    } cases[] = {
+        /* self-signed: refused when verifying, accepted without */
+        {&fx.local_peer, NULL, "localhost", false, "self-signed certificate", fx.local.fp},
+        /* a certificate for another name */
+        {&fx.other_peer, fx.other.cert, "localhost", false,
+         "host name mismatch: certificate is for other.example, not localhost", fx.other.fp},
+        /* one that would have been verified says so */
+        {&fx.local_peer, fx.local.cert, "localhost", true, NULL, fx.local.fp},
+    };
+    size_t i;
+
+    (void)state;
+    need_peers();
+    for (i = 0; i < ARRAY_LEN(cases); i++) {
+        struct tls_client_opts verify = {cases[i].ca, false, NULL, false};
+        struct tls_client_opts opp = {cases[i].ca, false, NULL, true};
+        struct raw_result res;
+
+        peer_drain(cases[i].peer);
+        /* The same peer and name with verification: refused unless the
+         * case says it verifies. */
+        raw_handshake(cases[i].peer->port, &verify, cases[i].host, &res);
+        assert_int_equal(res.finish, cases[i].verified ? 0 : -1);
+        assert_int_equal(res.peer_rc, 0);
+        assert_string_equal(res.fp, cases[i].fp);
+
+        peer_drain(cases[i].peer);
+        raw_handshake(cases[i].peer->port, &opp, cases[i].host, &res);
+        if (res.finish != 0)
+            print_error("case %zu: %s\n", i, res.e.text);
+        assert_int_equal(res.finish, 0);
+        assert_int_equal(res.peer_rc, 0);
+        assert_string_equal(res.fp, cases[i].fp);
+        assert_int_equal(res.verified, cases[i].verified);
+        if (cases[i].problem != NULL)
+            assert_contains(res.problem, cases[i].problem);
+        else
+            assert_string_equal(res.problem, "");
+    }
+
+    /* Through tls_stream: an encrypted connection to the self-signed peer,
+     * which answers over it (s_server -rev reverses lines). */
+    {
+        struct tls_client_opts opp = {NULL, false, NULL, true};
+        struct tls_conn *c = NULL;
+        struct buf line = BUF_INIT;
+        struct err e;
+
+        assert_ok(tls_to_peer(&fx.local_peer, &opp, "localhost", &c, &e), &e);
+        assert_ok(tls_conn_write(c, "abc\n", 4, &e), &e);
+        assert_ok(tls_conn_read_line(c, &line, 100, &e), &e);
+        assert_string_equal(buf_cstr(&line), "cba\n");
+        buf_free(&line);
+        tls_conn_close(c);
+    }
+}
+
+/* A server that accepts and closes, or speaks something else than TLS: no
+ * handshake, so no_verify refuses as well. */
+static void *garbage_server(void *arg)
+{
+    int *lfd = arg;
+
+    for (int k = 0; k < 2; k++) {
+        int fd = accept(*lfd, NULL, NULL);
+
+        if (fd < 0)
+            return NULL;
+        if (k == 1) {
+            static const char junk[] = "220 not TLS at all\r\n";
+            ssize_t w = write(fd, junk, sizeof(junk) - 1);
+
+            (void)w;    /* the client may be gone already */
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_no_verify_needs_handshake(void **state)
+{
+    struct tls_client_opts opp = {NULL, false, NULL, true};
+    struct tls_client_opts pinned = {NULL, false, fx.local.fp, true};
+    struct tls_client *c = NULL;
+    pthread_t th;
+    unsigned port;
+    int lfd;
+    struct err e;
+
+    (void)state;
+    assert_int_equal(tls_client_new(&c, &pinned, &e), -1);
+    assert_int_equal(e.code, ERR_INVAL);
+    assert_null(c);
+
+    lfd = listen_loopback(&port, 4);
+    assert_int_equal(pthread_create(&th, NULL, garbage_server, &lfd), 0);
+    for (int k = 0; k < 2; k++) {
+        struct raw_result res;
+
+        raw_handshake(port, &opp, "localhost", &res);
+        assert_int_equal(res.finish, -1);
+        assert_int_equal(res.e.code, ERR_TLS);
+        assert_contains(res.e.text, "TLS handshake with localhost failed");
+        assert_string_equal(res.fp, "");
+        assert_false(res.verified);
+    }
+    pthread_join(th, NULL);
+    close(lfd);
 }
 
 /* ---- STARTTLS with injected plaintext ----------------------------------- */
@@ -800,7 +969,7 @@ enum client_kind { VIA_MAILSTREAM, VIA_CONN, VIA_ETPAN_SOCKET };
 
 static void starttls_case(enum client_kind kind)
 {
-    struct tls_client_opts opts = {fx.local.cert, true, NULL};
+    struct tls_client_opts opts = {fx.local.cert, true, NULL, false};
     struct fake_server f;
     struct tls_client *client;
     struct tls_conn *c = NULL;
@@ -964,7 +1133,7 @@ static int handshake_opts(struct tls_server *srv, const struct tls_client_opts *
 /* The same with a client pinned to `pin`, for "localhost". */
 static int handshake_with(struct tls_server *srv, const char *pin, struct err *e)
 {
-    struct tls_client_opts opts = {NULL, false, pin};
+    struct tls_client_opts opts = {NULL, false, pin, false};
 
     return handshake_opts(srv, &opts, "localhost", e);
 }
@@ -1084,7 +1253,7 @@ static void test_host_name_rules(void **state)
                               "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
                               "-keyout", key, "-out", cert, "-subj", cases[i].subj,
                               cases[i].san != NULL ? "-addext" : NULL, cases[i].san, NULL};
-        struct tls_client_opts opts = {cert, true, NULL};
+        struct tls_client_opts opts = {cert, true, NULL, false};
         struct tls_server *srv;
         struct err e;
         int r;
@@ -1294,6 +1463,8 @@ int main(void)
         cmocka_unit_test(test_ca_file),
         cmocka_unit_test(test_mailstream_roundtrip),
         cmocka_unit_test(test_tls11_refused),
+        cmocka_unit_test(test_no_verify),
+        cmocka_unit_test(test_no_verify_needs_handshake),
         cmocka_unit_test(test_starttls_discards_injection),
         cmocka_unit_test(test_server_reload),
         cmocka_unit_test(test_host_name_rules),
