@@ -48,6 +48,8 @@ char *buf_reserve(struct buf *b, size_t n)
         b->data = xrealloc(b->data, cap);
         b->cap = cap;
     }
+    /* Keep the contents terminated even if the caller commits nothing. */
+    b->data[b->len] = '\0';
     return b->data + b->len;
 }
 

@@ -164,6 +164,7 @@ static void buf_read_all_respects_a_small_ceiling(void **state)
         assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
         assert_int_equal(buf_read_all(&big, fd), 0);
         assert_int_equal(big.len, sizes[i]);
+        assert_int_equal(strlen(buf_cstr(&big)), sizes[i]);   /* terminated */
         if (sizes[i])
             assert_memory_equal(big.data, data, sizes[i]);
         buf_free(&small);
