@@ -15,6 +15,7 @@
 #include "compose.h"
 #include "draft.h"
 #include "editor.h"
+#include "fetch.h"
 #include "format.h"
 #include "mailbox.h"
 #include "mailcap.h"
@@ -307,6 +308,7 @@ static int index_cb(void *vctx, char op, const char *arg, size_t arglen, bool *t
         case 'l': *truth = false; return 0;                /* line counts: not kept */
         case 'M': *truth = c->line < a->view.n_lines && a->view.lines[c->line].hidden_count > 0;
             return 0;
+        case 'g': *truth = *sstr(a, m->tags) != '\0'; return 0;
         default: *truth = false; return 0;
         }
     }
@@ -335,6 +337,7 @@ static int index_cb(void *vctx, char op, const char *arg, size_t arglen, bool *t
                            strlen(a->cfg->opt.date_format), out);
     case 'L': case 'n': case 'F': return put(out, sstr(a, m->from));
     case 'a': return put(out, sstr(a, m->from_addr));
+    case 'g': return put(out, sstr(a, m->tags));   /* notmuch labels */
     case 's': case 'S' + 1: {
         if (c->tree && *c->tree && put(out, c->tree) < 0)
             return -1;
@@ -885,6 +888,121 @@ static void check_new_mail(struct app *a, bool forced)
     } else if (forced) {
         ui_message("No new mail.");
     }
+}
+
+/* ---- fetch-mail ------------------------------------------------------- */
+
+struct fetch_report {
+    char *first_error;      /* shown when something went wrong */
+    char *last;             /* else the last report line */
+};
+
+static void fetch_report_say(void *ctx, bool error, const char *text)
+{
+    struct fetch_report *r = ctx;
+
+    if (error && r->first_error == NULL)
+        r->first_error = xstrdup(text);
+    free(r->last);
+    r->last = xstrdup(text);
+}
+
+/* Run `correo fetch` for every pop account; the report goes to the
+ * message line and the open mailbox is checked for what arrived. */
+static void fetch_mail(struct app *a)
+{
+    struct fetch_report r = {NULL, NULL};
+    struct fetch_ui fui = {fetch_report_say, NULL, &r};
+    size_t n_new = 0;
+    int st;
+
+    ui_message("Fetching mail...");
+    ui_refresh();
+    st = fetch_run(a->cfg, NULL, 0, &fui, &n_new);
+    if (n_new > 0)
+        check_new_mail(a, false);   /* the index first, then the report */
+    if (st != FETCH_OK)
+        ui_error("%s", r.first_error ? r.first_error
+                       : st == FETCH_LOCKED ? "Another fetch is running." : "Fetching failed.");
+    else if (n_new > 0)
+        ui_message("%s", r.last ? r.last : "New mail fetched.");
+    else
+        ui_message("No new mail.");
+    free(r.first_error);
+    free(r.last);
+}
+
+/* ---- notmuch: query folders and labels ---------------------------------- */
+
+/* vfolder-from-query: a notmuch query typed at the prompt, opened as a
+ * notmuch:// folder (of the open folder's database when it is one). */
+static void vfolder_from_query(struct app *a)
+{
+    const char *cur = a->mb ? a->mb->path : "";
+    size_t plen = strlen(MAILBOX_NOTMUCH_PREFIX);
+    struct buf url = BUF_INIT;
+    char *q = NULL;
+    int rc = 0;
+
+    if (ui_prompt("Query: ", NULL, NULL, NULL, &q) < 0 || !*q) {
+        free(q);
+        return;
+    }
+    if (strncmp(cur, MAILBOX_NOTMUCH_PREFIX, plen) == 0)
+        rc = buf_append(&url, cur, strcspn(cur, "?"));
+    else
+        rc = buf_puts(&url, MAILBOX_NOTMUCH_PREFIX);
+    if (rc == 0)
+        rc = buf_puts(&url, "?query=");
+    /* '%' and '&' would end or escape the value: encode them. */
+    for (const char *c = q; rc == 0 && *c; c++)
+        rc = (*c == '%' || *c == '&') ? buf_printf(&url, "%%%02X", (unsigned char)*c)
+                                      : buf_putc(&url, *c);
+    if (rc != 0)
+        die("vfolder-from-query: unbounded buffer refused data");
+    free(q);
+    if (!a->mb || sync_mailbox(a, true) == 0)
+        (void)open_mailbox(a, buf_cstr(&url), false);
+    buf_free(&url);
+}
+
+/* modify-labels: "+tag -tag ..." on the current or the tagged messages. */
+static void modify_labels(struct app *a)
+{
+    bool was_tag = a->tag_prefix;
+    char *changes = NULL;
+    uint32_t *t;
+    size_t n, done = 0;
+    struct err e;
+
+    if (!a->mb || !mailbox_has_tags(a->mb)) {
+        a->tag_prefix = false;
+        ui_error("Only notmuch folders have labels.");
+        return;
+    }
+    if (a->readonly) {
+        a->tag_prefix = false;
+        ui_error("Mailbox is read-only.");
+        return;
+    }
+    if (ui_prompt(was_tag ? "Labels of tagged (+add -remove): " : "Labels (+add -remove): ",
+                  NULL, NULL, NULL, &changes) < 0 || !*changes) {
+        a->tag_prefix = false;
+        free(changes);
+        return;
+    }
+    n = targets(a, &t);
+    for (size_t i = 0; i < n; i++) {
+        if (mailbox_modify_tags(a->mb, t[i], changes, &e) < 0) {
+            ui_error("%s", e.text);
+            break;
+        }
+        done++;
+    }
+    if (done == n && done > 0)
+        ui_message("Labels changed on %zu message%s.", done, done == 1 ? "" : "s");
+    free(t);
+    free(changes);
 }
 
 /* ---- prompts for limit, search, sort, jump ---------------------------- */
@@ -2951,6 +3069,9 @@ static bool message_op(struct app *a, int op)
     case OP_CHECK_STATS:
         check_new_mail(a, true);
         return true;
+    case OP_FETCH_MAIL:
+        fetch_mail(a);
+        return true;
     case OP_SHELL_ESCAPE:
         shell_escape(a);
         return true;
@@ -3223,6 +3344,25 @@ struct folder_row {
     char *path;
 };
 
+/* virtual-mailboxes: notmuch queries, listed after the folders. */
+static void browser_add_virtual(struct app *a, struct list *l, struct folder_row **rows,
+                                size_t *n_rows)
+{
+    for (size_t i = 0; i < a->cfg->n_mailboxes; i++) {
+        const struct config_mailbox *vm = &a->cfg->mailboxes[i];
+        if (strncmp(vm->path, MAILBOX_NOTMUCH_PREFIX, strlen(MAILBOX_NOTMUCH_PREFIX)) != 0)
+            continue;
+        const char *label = vm->label ? vm->label : vm->path;
+        bool here = a->mb && strcmp(a->mb->path, vm->path) == 0;
+        char *line = xasprintf("%c %-40s (notmuch)", here ? '*' : ' ', label);
+        list_add(l, line);
+        free(line);
+        *rows = xreallocarray(*rows, *n_rows + 1, sizeof **rows);
+        (*rows)[*n_rows].name = xstrdup(label);
+        (*rows)[(*n_rows)++].path = xstrdup(vm->path);
+    }
+}
+
 static void browser_fill(struct app *a, const char *root, struct list *l, struct folder_row **rows,
                          size_t *n_rows)
 {
@@ -3241,6 +3381,7 @@ static void browser_fill(struct app *a, const char *root, struct list *l, struct
     *n_rows = 0;
     if (maildir_open(root, &md, &e) < 0 || maildir_list_folders(md, &fl, &e) < 0) {
         ui_error("%s", e.text);
+        browser_add_virtual(a, l, rows, n_rows);
         return;
     }
     *rows = xcalloc(fl->n ? fl->n : 1, sizeof **rows);
@@ -3266,6 +3407,7 @@ static void browser_fill(struct app *a, const char *root, struct list *l, struct
         (*rows)[*n_rows].name = xstrdup(fl->v[i].name);
         (*rows)[(*n_rows)++].path = xstrdup(fl->v[i].path);
     }
+    browser_add_virtual(a, l, rows, n_rows);
     free(fl);
     maildir_close(md);
 }
@@ -3310,6 +3452,12 @@ static char *browser(struct app *a)
             struct maildir *md;
             char *name = NULL;
             int rc = -1;
+            if (op != OP_CREATE_MAILBOX && n_rows > 0 &&
+                strncmp(rows[l.cursor].path, MAILBOX_NOTMUCH_PREFIX,
+                        strlen(MAILBOX_NOTMUCH_PREFIX)) == 0) {
+                ui_error("A notmuch query is not a folder: change virtual-mailboxes instead.");
+                continue;
+            }
             if (op != OP_CREATE_MAILBOX && (n_rows == 0 || strcmp(rows[l.cursor].name, "INBOX") == 0)) {
                 ui_error("INBOX cannot be deleted or renamed.");
                 continue;
@@ -3544,6 +3692,12 @@ static void index_loop(struct app *a)
         }
         case OP_CHANGE_FOLDER:
             change_folder(a, false, false);
+            break;
+        case OP_VFOLDER_FROM_QUERY:
+            vfolder_from_query(a);
+            break;
+        case OP_MODIFY_LABELS:
+            modify_labels(a);
             break;
         case OP_CHANGE_FOLDER_READONLY:
             change_folder(a, true, false);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fetch.h"
 #include "regex_guard.h"
 
 #ifndef CORREO_DATADIR
@@ -469,6 +470,19 @@ static void hook_free(struct config_hook *h)
     free(h->command);
 }
 
+static void account_free(struct config_account *a)
+{
+    free(a->name);
+    free(a->url);
+    for (size_t i = 0; i < a->n_kv; i++) {
+        free(a->kv[i].key);
+        if (a->kv[i].value != NULL)
+            explicit_bzero(a->kv[i].value, strlen(a->kv[i].value));
+        free(a->kv[i].value);
+    }
+    free(a->kv);
+}
+
 void config_free(struct config *cfg)
 {
     if (!cfg)
@@ -491,6 +505,9 @@ void config_free(struct config *cfg)
         free(cfg->vars[i].value);
     }
     free(cfg->vars);
+    for (size_t i = 0; i < cfg->n_accounts; i++)
+        account_free(&cfg->accounts[i]);
+    free(cfg->accounts);
     struct config_list *lists[] = {
         &cfg->alternates, &cfg->lists, &cfg->subscribed, &cfg->my_hdr, &cfg->ignore,
         &cfg->unignore, &cfg->hdr_order, &cfg->auto_view, &cfg->alternative_order,
@@ -1100,7 +1117,9 @@ static void mailbox_add(struct config *cfg, const char *path, const char *label)
 
 static int cmd_mailboxes(struct config *cfg, const struct rc_cmd *cmd, struct err *e)
 {
-    bool named = strcmp(cmd->argv[0], "named-mailboxes") == 0;
+    /* virtual-mailboxes LABEL notmuch://...: named mailboxes (neomutt's name). */
+    bool named = strcmp(cmd->argv[0], "named-mailboxes") == 0 ||
+                 strcmp(cmd->argv[0], "virtual-mailboxes") == 0;
     const char *label = NULL;
     size_t added = 0;
 
@@ -1119,7 +1138,7 @@ static int cmd_mailboxes(struct config *cfg, const struct rc_cmd *cmd, struct er
             continue;
         if (named) {
             if (i + 1 >= cmd->argc)
-                return err_set(e, ERR_PARSE, "named-mailboxes: expects LABEL PATH pairs");
+                return err_set(e, ERR_PARSE, "%s: expects LABEL PATH pairs", cmd->argv[0]);
             label = a;
             a = cmd->argv[++i];
         }
@@ -1522,6 +1541,76 @@ static int cmd_keymap_theme(struct config *cfg, const struct rc_cmd *cmd, struct
                   : config_use_theme(cfg, cmd->argv[1], cur_diag(cfg), e);
 }
 
+/* account NAME URL [KEY=VALUE]... */
+static int cmd_account(struct config *cfg, const struct rc_cmd *cmd, struct err *e)
+{
+    struct config_account a = {0};
+
+    if (cmd->argc < 3)
+        return err_set(e, ERR_PARSE, "account: expects NAME URL [KEY=VALUE]...");
+    if (cmd->argv[1][0] == '\0' || strpbrk(cmd->argv[1], "/ \t") != NULL)
+        return err_set(e, ERR_PARSE, "account: bad name \"%s\"", cmd->argv[1]);
+    a.name = xstrdup(cmd->argv[1]);
+    a.url = xstrdup(cmd->argv[2]);
+    for (size_t i = 3; i < cmd->argc; i++) {
+        const char *eq = strchr(cmd->argv[i], '=');
+
+        if (eq == NULL || eq == cmd->argv[i]) {
+            err_set(e, ERR_PARSE, "account %s: expected KEY=VALUE, got \"%s\"", a.name,
+                    cmd->argv[i]);
+            account_free(&a);
+            return -1;
+        }
+        for (size_t k = 0; k < a.n_kv; k++) {
+            if (strlen(a.kv[k].key) == (size_t)(eq - cmd->argv[i]) &&
+                strncmp(a.kv[k].key, cmd->argv[i], (size_t)(eq - cmd->argv[i])) == 0) {
+                err_set(e, ERR_PARSE, "account %s: %s given twice", a.name, a.kv[k].key);
+                account_free(&a);
+                return -1;
+            }
+        }
+        a.kv = xreallocarray(a.kv, a.n_kv + 1, sizeof(*a.kv));
+        a.kv[a.n_kv].key = xstrndup(cmd->argv[i], (size_t)(eq - cmd->argv[i]));
+        a.kv[a.n_kv].value = xstrdup(eq + 1);
+        a.n_kv++;
+    }
+    if (fetch_is_pop_url(a.url)) {
+        struct fetch_account fa;
+
+        if (fetch_account_parse(&a, &fa, e) < 0) {
+            account_free(&a);
+            return -1;
+        }
+        fetch_account_free(&fa);
+    }
+    for (size_t k = 0; k < cfg->n_accounts; k++) {
+        if (strcmp(cfg->accounts[k].name, a.name) == 0) {
+            account_free(&cfg->accounts[k]);
+            cfg->accounts[k] = a;
+            return 0;
+        }
+    }
+    cfg->accounts = xreallocarray(cfg->accounts, cfg->n_accounts + 1, sizeof(*cfg->accounts));
+    cfg->accounts[cfg->n_accounts++] = a;
+    return 0;
+}
+
+const struct config_account *config_account_find(const struct config *cfg, const char *name)
+{
+    for (size_t k = 0; k < cfg->n_accounts; k++)
+        if (strcmp(cfg->accounts[k].name, name) == 0)
+            return &cfg->accounts[k];
+    return NULL;
+}
+
+const char *config_account_get(const struct config_account *a, const char *key)
+{
+    for (size_t k = 0; k < a->n_kv; k++)
+        if (strcmp(a->kv[k].key, key) == 0)
+            return a->kv[k].value;
+    return NULL;
+}
+
 typedef int (*cmd_fn)(struct config *cfg, const struct rc_cmd *cmd, struct err *e);
 
 static const struct {
@@ -1530,6 +1619,7 @@ static const struct {
 } commands[] = {
     {"set", cmd_set}, {"unset", cmd_set}, {"toggle", cmd_set}, {"reset", cmd_set},
     {"mailboxes", cmd_mailboxes}, {"named-mailboxes", cmd_mailboxes},
+    {"virtual-mailboxes", cmd_mailboxes}, {"unvirtual-mailboxes", cmd_unmailboxes},
     {"unmailboxes", cmd_unmailboxes},
     {"keymap", cmd_keymap_theme}, {"theme", cmd_keymap_theme},
     {"alternates", cmd_regex_list}, {"unalternates", cmd_regex_list},
@@ -1544,6 +1634,7 @@ static const struct {
     {"alias", cmd_alias}, {"unalias", cmd_unalias},
     {"push", cmd_push}, {"exec", cmd_exec},
     {"unhook", cmd_unhook},
+    {"account", cmd_account},
 };
 
 int config_rc_handler(void *ctx, const struct rc_cmd *cmd, struct err *e)

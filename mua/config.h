@@ -31,6 +31,8 @@
  *   set my_NAME=VALUE      a user variable (unset/reset remove it)
  *   mailboxes [-label L] PATH...   named-mailboxes LABEL PATH...
  *   unmailboxes PATH...|*
+ *   virtual-mailboxes LABEL notmuch://?query=Q ...   (as named-mailboxes;
+ *           unvirtual-mailboxes as unmailboxes)
  *   bind, macro, unbind, unmacro          (see keymap.h)
  *   color, mono, uncolor, unmono          (see theme.h)
  *   keymap NAME    theme NAME             replace the bindings / colours
@@ -44,6 +46,9 @@
  *   append-hook, startup-hook, shutdown-hook, timeout-hook,
  *   index-format-hook: stored (kind, pattern, command), not run yet;
  *   unhook KIND|*
+ *   account NAME URL [KEY=VALUE]...   a mail account (a later one with the
+ *           same NAME replaces it); pop:// and pops:// URLs and their keys
+ *           are checked at once by mua/fetch
  * Anything else is reported as "unknown command NAME" and skipped; an
  * unknown option as "unknown option NAME"; a bad value names the option and
  * the value.  Loading never stops at an error.
@@ -283,7 +288,9 @@ enum config_string_flags { CFG_SECRET = 1, CFG_REGEX = 2 };
     X(NUMBER, wrap, "0", -1000, 1000) \
     X(BOOL, wrap_search, "yes", 0, 0) \
     X(BOOL, write_bcc, "no", 0, 0) \
-    X(NUMBER, write_inc, "10", 0, 100000)
+    X(NUMBER, write_inc, "10", 0, 100000) \
+    X(STRING, imap_pass_cmd, "", 0, 0) \
+    X(PATH, tls_ca_file, "", 0, 0)
 
 #define CONFIG_CTYPE_BOOL    bool
 #define CONFIG_CTYPE_QUAD    enum config_quad
@@ -335,6 +342,21 @@ struct config_var {
     char *value;
 };
 
+/* `account NAME URL [KEY=VALUE]...`: kept as written; the module that
+ * serves the URL's scheme gives the keys their meaning (pop:// and pops://:
+ * mua/fetch, whose checks run when the command is read). */
+struct config_account_kv {
+    char *key;
+    char *value;
+};
+
+struct config_account {
+    char *name;
+    char *url;
+    struct config_account_kv *kv;
+    size_t n_kv;
+};
+
 /* The whole configuration.  Read the fields; change them only through the
  * functions below. */
 struct config {
@@ -351,6 +373,8 @@ struct config {
     size_t n_aliases;
     struct config_var *vars;
     size_t n_vars;
+    struct config_account *accounts;  /* in the order first defined */
+    size_t n_accounts;
     struct config_list alternates, lists, subscribed, my_hdr, ignore, unignore,
         hdr_order, auto_view, alternative_order, mime_lookup, push, exec;
 
@@ -408,6 +432,10 @@ int config_option_find(const char *name);      /* -1 if unknown; aliases too */
 const char *config_option_name(enum config_id id);
 enum config_type config_option_type(enum config_id id);
 const char *config_option_default(enum config_id id);
+/* The account named name, or NULL. */
+const struct config_account *config_account_find(const struct config *cfg, const char *name);
+/* The value of key in account a, or NULL. */
+const char *config_account_get(const struct config_account *a, const char *key);
 /* The value of a user variable, or NULL. */
 const char *config_var(const struct config *cfg, const char *name);
 

@@ -213,6 +213,9 @@ enum km_menu {
     X(DISPLAY_ADDRESS, "display-address", I | P, "show the full address of the sender") \
     X(QUERY, "query", I | Q, "look up addresses with the query command") \
     X(SHOW_VERSION, "show-version", I | P, "show the version of correo") \
+    X(FETCH_MAIL, "fetch-mail", I, "download new mail from the pop:// and pops:// accounts") \
+    X(VFOLDER_FROM_QUERY, "vfolder-from-query", I, "open a notmuch query as a virtual folder") \
+    X(MODIFY_LABELS, "modify-labels", I, "add (+tag) or remove (-tag) notmuch labels") \
     /* pager only */ \
     X(TOP, "top", P, "go to the top of the message") \
     X(BOTTOM, "bottom", P, "go to the bottom of the message") \

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "imap.h"
 #include "rfc2047.h"
 #include "xalloc.h"
 
@@ -62,6 +63,23 @@ int mailbox_open_opts(const char *path, const struct mailbox_open_opts *opts,
         opts = &defaults;
     if (path == NULL || path[0] == '\0')
         return err_set(e, ERR_INVAL, "empty mailbox path");
+    if (strncmp(path, MAILBOX_NOTMUCH_PREFIX, strlen(MAILBOX_NOTMUCH_PREFIX)) == 0) {
+#ifdef HAVE_NOTMUCH
+        ops = &mbox_notmuch_ops;
+        abs = xstrdup(path);
+        goto attach_url;
+#else
+        err_set(e, ERR_UNSUPPORTED, "this correo was built without notmuch support");
+        err_scope(e, ERR_SCOPE_BOX, false);
+        return -1;
+#endif
+    }
+    if (imap_url_is(path)) {
+        /* imap:// and imaps:// folders: the IMAP backend judges the URL. */
+        ops = &mbox_imap_ops;
+        abs = xstrdup(path);
+        goto attach_url;
+    }
     if (stat(path, &st) != 0) {
         if (errno == ENOENT)
             err_set(e, ERR_NOTFOUND, "%s: no such mailbox", path);
@@ -83,6 +101,7 @@ int mailbox_open_opts(const char *path, const struct mailbox_open_opts *opts,
         err_scope(e, ERR_SCOPE_BOX, false);
         return -1;
     }
+attach_url:
     mb = XNEW(struct mailbox);
     mb->ops = ops;
     mb->path = abs;
@@ -111,6 +130,16 @@ void mailbox_close(struct mailbox *mb)
     free(mb->name);
     free(mb->hcache_dir);
     free(mb);
+}
+
+int mailbox_modify_tags(struct mailbox *mb, uint32_t msg, const char *changes, struct err *e)
+{
+    if (mb->ops->modify_tags == NULL) {
+        err_set(e, ERR_UNSUPPORTED, "%s has no labels (only notmuch folders do)", mb->name);
+        err_scope(e, ERR_SCOPE_BOX, false);
+        return -1;
+    }
+    return mb->ops->modify_tags(mb, msg, changes, e);
 }
 
 void mailbox_sync_errs_free(struct mailbox_sync_errs *errs)

@@ -37,6 +37,9 @@
  *                 dest_folder; a moved message gets STORE_B_GONE.
  *   append        add a new message with the given flags; it is appended to
  *                 the store as well.
+ *   modify_tags   (optional; NULL when the backend has no labels) apply
+ *                 "+tag -tag ..." to the message's labels and update its
+ *                 record (store_msg.tags, and flags the labels map to).
  *   close         release everything the backend holds (not mb itself).
  *
  * Errors are values (struct err); an error with ERR_SCOPE_MSG concerns one
@@ -95,6 +98,7 @@ struct mailbox_ops {
                 struct err *e);
     int (*append)(struct mailbox *mb, const void *data, size_t len, unsigned flags,
                   struct err *e);
+    int (*modify_tags)(struct mailbox *mb, uint32_t msg, const char *changes, struct err *e);
     void (*close)(struct mailbox *mb);
 };
 
@@ -139,6 +143,15 @@ static inline int mailbox_load(struct mailbox *mb, mailbox_progress_fn progress,
     return mb->ops->load(mb, progress, ctx, e);
 }
 
+/* Labels: apply changes ("+tag -tag ...", blank-separated) to message msg.
+ * ERR_UNSUPPORTED when the mailbox has no labels (mailbox_has_tags). */
+int mailbox_modify_tags(struct mailbox *mb, uint32_t msg, const char *changes, struct err *e);
+
+static inline bool mailbox_has_tags(const struct mailbox *mb)
+{
+    return mb->ops->modify_tags != NULL;
+}
+
 void mailbox_sync_errs_free(struct mailbox_sync_errs *errs);
 /* Add an entry (for backends). */
 void mailbox_sync_errs_add(struct mailbox_sync_errs *errs, uint32_t msg, const struct err *err);
@@ -155,7 +168,15 @@ bool mailbox_date_tz(const char *date_text, int *tz);
  * replacing out's contents.  false when there is no such field. */
 bool mailbox_header_field(const char *hdr, size_t len, const char *name, struct buf *out);
 
+/* notmuch://[DBPATH]?query=QUERY[&limit=N]: a query of a notmuch database
+ * as a mailbox (mua/mbox_notmuch.c).  DBPATH empty: the database of the
+ * notmuch configuration ($NOTMUCH_CONFIG, else notmuch's default). */
+#define MAILBOX_NOTMUCH_PREFIX "notmuch://"
+
 /* The backends. */
 extern const struct mailbox_ops mbox_maildir_ops;
+#ifdef HAVE_NOTMUCH
+extern const struct mailbox_ops mbox_notmuch_ops;
+#endif
 
 #endif

@@ -6,6 +6,10 @@
  * instead: per folder its counts, per message its flags, date, sender and
  * subject, oldest first; every string from a message passes lib/sanitize.
  *
+ * `correo fetch [ACCOUNT...]` downloads pop:// and pops:// accounts
+ * (mua/fetch): quiet unless something is new or wrong; exit status 0, 1
+ * (some account failed), 2 (usage) or 75 (another fetch holds a lock).
+ *
  * Exit status: 0 done; 1 the mailbox could not be opened (listing: or a
  * message could not be read; the others are still listed); 2 usage error.
  */
@@ -26,6 +30,8 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
+#include "fetch.h"
+#include "mailbox.h"
 #include "maildir.h"
 #include "message.h"
 #include "sanitize.h"
@@ -48,6 +54,7 @@ static void usage(FILE *to)
             "       correo [-n] [-F FILE] -s SUBJECT [-c CC] [-b BCC] [-a FILE...] -- ADDRESS... < BODY\n"
             "       correo -l [-f MAILDIR]\n"
             "       correo -D [-n] [-F FILE]\n"
+            "       correo [-n] [-F FILE] fetch [ACCOUNT...]\n"
             "       correo --help | --version\n"
             "\n"
             "  -f MAILBOX   the mailbox to open (default: $spoolfile, else $folder)\n"
@@ -55,11 +62,14 @@ static void usage(FILE *to)
             "  -n           read no configuration file\n"
             "  -R           open the mailbox read-only\n"
             "  -l           print a listing of every folder and exit\n"
-            "               (default tree: $MAILDIR, else ~/Maildir)\n"
+            "               (default tree: $MAILDIR, else ~/Maildir; with\n"
+            "               -f notmuch://?query=Q the messages of a notmuch query)\n"
             "  -D           print the configuration problems and the options, and exit\n"
             "  -s SUBJECT   send a message without the interface: the body is read\n"
             "               from standard input; -c and -b add Cc and Bcc (repeatable),\n"
-            "               -a attaches files (all up to \"--\"); exit 0 when sent\n");
+            "               -a attaches files (all up to \"--\"); exit 0 when sent\n"
+            "  fetch        download the pop:// and pops:// accounts (all, or those\n"
+            "               named) into their Maildir folders\n");
 }
 
 /* Read the header block of fd: up to the first empty line, at most
@@ -164,6 +174,68 @@ static void put_cols(const char *s, size_t cols)
         putchar(' ');
 }
 
+/* correo -l -f notmuch://...: the same listing for a mailbox opened through
+ * mua/mailbox (a notmuch query), from the records its backend made. */
+static int list_mailbox(const char *path, size_t term_cols)
+{
+    struct mailbox *mb = NULL;
+    struct err e;
+    size_t n_new = 0, n_unread = 0, n_flagged = 0, n_rows = 0;
+    struct row *rows;
+
+    if (mailbox_open(path, MAILBOX_READONLY, &mb, &e) < 0 ||
+        mailbox_load(mb, NULL, NULL, &e) < 0) {
+        char *p = clean(path);
+        fprintf(stderr, "correo: %s: %s\n", p, e.text);
+        free(p);
+        mailbox_close(mb);
+        return 1;
+    }
+    rows = xcalloc(store_count(&mb->store) ? store_count(&mb->store) : 1, sizeof *rows);
+    for (uint32_t i = 0; i < store_count(&mb->store); i++) {
+        const struct store_msg *m = store_get(&mb->store, i);
+        const char *from = store_str(&mb->store, m->from);
+        const char *subject = store_str(&mb->store, m->subject);
+        unsigned f = m->flags;
+        struct row *r = &rows[n_rows++];
+
+        r->date = (time_t)m->date;
+        r->flags[0] = (f & MSG_TRASHED) ? 'd' : (f & MSG_NEW) ? 'N' : !(f & MSG_SEEN) ? 'O'
+                    : (f & MSG_REPLIED) ? 'r' : ' ';
+        r->flags[1] = (f & MSG_FLAGGED) ? '!' : (f & MSG_DRAFT) ? 'D' : ' ';
+        r->flags[2] = '\0';
+        r->from = clean(*from ? from : "(no sender)");
+        r->subject = clean(*subject ? subject : "(no subject)");
+        n_new += (f & MSG_NEW) != 0;
+        n_unread += (f & MSG_NEW) || !(f & MSG_SEEN);
+        n_flagged += (f & MSG_FLAGGED) != 0;
+    }
+    qsort(rows, n_rows, sizeof *rows, by_date);
+
+    char *shown = clean(mb->name);
+    printf("%s: %zu messages, %zu new, %zu unread, %zu flagged\n", shown, n_rows, n_new,
+           n_unread, n_flagged);
+    free(shown);
+    for (size_t i = 0; i < n_rows; i++) {
+        char date[32] = "                ";
+        struct tm tm;
+        size_t fixed = 2 + 2 + 16 + 2 + FROM_COLS + 2;
+
+        if (rows[i].date && localtime_r(&rows[i].date, &tm))
+            strftime(date, sizeof date, "%Y-%m-%d %H:%M", &tm);
+        printf("%s  %-16s  ", rows[i].flags, date);
+        put_cols(rows[i].from, FROM_COLS);
+        fputs("  ", stdout);
+        put_cols(rows[i].subject, term_cols > fixed ? term_cols - fixed : 0);
+        putchar('\n');
+        free(rows[i].from);
+        free(rows[i].subject);
+    }
+    free(rows);
+    mailbox_close(mb);
+    return 0;
+}
+
 static int run_client(const char *folder, const char *rcfile, bool no_rc, bool readonly,
                       bool dump)
 {
@@ -250,6 +322,59 @@ static int list_folder(const struct maildir *md, const char *name, size_t term_c
     free(scan);
     maildir_folder_close(f);
     return status;
+}
+
+static void fetch_say(void *ctx, bool error, const char *text)
+{
+    bool *progress_line = ctx;
+
+    if (*progress_line) {
+        fputs("\r\033[K", stderr);
+        *progress_line = false;
+    }
+    if (error)
+        fprintf(stderr, "correo: %s\n", text);
+    else
+        printf("%s\n", text);
+    fflush(stdout);
+}
+
+static void fetch_progress(void *ctx, const char *text)
+{
+    bool *progress_line = ctx;
+
+    fprintf(stderr, "\r\033[K%s", text);
+    fflush(stderr);
+    *progress_line = text[0] != '\0';
+}
+
+/* correo fetch [ACCOUNT...] */
+static int run_fetch(const char *rcfile, bool no_rc, char **names, size_t n)
+{
+    struct config *cfg = config_new();
+    bool progress_line = false;
+    struct fetch_ui ui = {fetch_say, NULL, &progress_line};
+    struct err e;
+    int st;
+
+    if (isatty(STDERR_FILENO))
+        ui.progress = fetch_progress;
+    if (config_load(cfg, rcfile, no_rc ? CONFIG_NO_RC : 0, &e) < 0) {
+        fprintf(stderr, "correo: %s\n", e.text);
+        config_free(cfg);
+        return FETCH_FAILED;
+    }
+    for (size_t i = 0; i < cfg->diag.n; i++) {
+        char *s = sanitize_term_dup(cfg->diag.msgs[i], strlen(cfg->diag.msgs[i]), 0);
+
+        fprintf(stderr, "correo: %s\n", s);
+        free(s);
+    }
+    st = fetch_run(cfg, (const char *const *)names, n, &ui, NULL);
+    config_free(cfg);
+    if (fflush(stdout) != 0 && st == FETCH_OK)
+        st = FETCH_FAILED;
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -342,6 +467,16 @@ int main(int argc, char **argv)
             goto early;
         }
     }
+    if (!batch && !list && !dump && optind < argc && strcmp(argv[optind], "fetch") == 0) {
+        free(cc);
+        free(bcc);
+        free(attach);
+        if (path != NULL || readonly) {
+            usage(stderr);
+            return FETCH_USAGE;
+        }
+        return run_fetch(rcfile, no_rc, argv + optind + 1, (size_t)(argc - optind - 1));
+    }
     if (batch || (optind < argc && !list)) {
         struct config *cfg = config_new();
         struct batch_opts bo = {subject, (const char *const *)argv + optind,
@@ -387,6 +522,15 @@ int main(int argc, char **argv)
     if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
         term_cols = ws.ws_col;
 
+    if (strncmp(path, MAILBOX_NOTMUCH_PREFIX, strlen(MAILBOX_NOTMUCH_PREFIX)) == 0) {
+        status = list_mailbox(path, term_cols);
+        free(owned);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "correo: writing the listing: %s\n", strerror(errno));
+            return 1;
+        }
+        return status;
+    }
     md = NULL;
     if (maildir_open(path, &md, &e) < 0 || maildir_list_folders(md, &folders, &e) < 0) {
         char *p = clean(path);

@@ -281,7 +281,8 @@ static int fill_slot(struct store *st, uint32_t idx, const struct store_new *fil
     if (h->n_refs > UINT32_MAX - st->n_refs)
         return err_set(e, ERR_LIMIT, "too many references in the mailbox");
     /* Worst case, nothing interned: every string plus its NUL. */
-    need = name_n + span_len(h->from) + span_len(h->from_addr) + span_len(h->subject) + 5;
+    need = name_n + span_len(h->from) + span_len(h->from_addr) + span_len(h->subject) +
+           span_len(file->tags) + 5;
     if (need > (size_t)st->arena_max - st->arena_len)
         return err_set(e, ERR_LIMIT, "string arena full (%u bytes)", st->arena_max);
 
@@ -293,6 +294,7 @@ static int fill_slot(struct store *st, uint32_t idx, const struct store_new *fil
     m->from = arena_intern(st, h->from.p, span_len(h->from));
     m->from_addr = arena_intern(st, h->from_addr.p, span_len(h->from_addr));
     m->subject = arena_intern(st, h->subject.p, span_len(h->subject));
+    m->tags = arena_intern(st, file->tags.p, span_len(file->tags));
     m->id_hash = h->id_hash;
     m->date = h->date;
     m->tz = (file->tz >= -1440 && file->tz <= 1440) ? (int16_t)file->tz : 0;
@@ -445,6 +447,20 @@ int store_set_name(struct store *st, uint32_t idx, const char *name, size_t name
     arena_start(st);
     m->name = arena_append(st, name, n);
     m->key_len = (uint16_t)key_len;
+    return 0;
+}
+
+int store_set_tags(struct store *st, uint32_t idx, const char *tags, size_t n,
+                   struct err *e)
+{
+    struct store_span s = {tags, n};
+    struct store_msg *m = store_get_mut(st, idx);
+    size_t len = span_len(s);
+
+    if (len + 1 > (size_t)st->arena_max - st->arena_len)
+        return err_set(e, ERR_LIMIT, "string arena full (%u bytes)", st->arena_max);
+    arena_start(st);
+    m->tags = arena_intern(st, tags, len);
     return 0;
 }
 

@@ -67,6 +67,7 @@ struct store_msg {
     uint32_t subject;     /* arena: decoded subject */
     uint32_t refs;        /* first of n_refs hashes in the refs array */
     uint32_t file_index;  /* position when first added (file order) */
+    uint32_t tags;        /* arena: labels (notmuch tags), blank-separated */
     uint16_t n_refs;      /* References in order, then In-Reply-To unless last */
     uint16_t key_len;     /* the key is name[0..key_len) (Maildir: base name) */
     int16_t tz;           /* the Date: header's zone, minutes east of UTC */
@@ -101,6 +102,7 @@ struct store_new {
     struct store_span from;    /* display string */
     struct store_span from_addr;
     struct store_span subject;
+    struct store_span tags;    /* labels, blank-separated; absent: none */
     uint64_t id_hash;
     const uint64_t *refs;      /* final list: References, then In-Reply-To */
     size_t n_refs;
@@ -162,6 +164,11 @@ void store_compact(struct store *st, uint32_t *map);
  * bytes stay until store_reset).  key_len 0 means name_len. */
 int store_set_name(struct store *st, uint32_t idx, const char *name, size_t name_len,
                    size_t key_len, struct err *e);
+
+/* Replace the labels of message idx (interned like the other strings; the
+ * old bytes stay until store_reset).  n 0 or tags NULL: no labels. */
+int store_set_tags(struct store *st, uint32_t idx, const char *tags, size_t n,
+                   struct err *e);
 
 /* ---- reading ------------------------------------------------------------- */
 

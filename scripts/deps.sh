@@ -18,7 +18,7 @@ build_pkgs=(
 )
 test_pkgs=(
     libcmocka-dev openssl python3-pexpect python3-pyte python3-aiosmtpd
-    swaks python3-dkim dovecot-core dovecot-imapd dovecot-pop3d
+    swaks python3-dkim dovecot-core dovecot-imapd dovecot-pop3d notmuch fetchmail
 )
 
 want=("${build_pkgs[@]}")

@@ -1,0 +1,383 @@
+#!/usr/bin/python3
+"""The IMAP backend (mua/imap, mua/mbox_imap) against a private Dovecot.
+
+Usage: imap_dovecot.py IMAPTOOL SRCDIR
+
+A private Dovecot (tests/integration/dovecot_fixture.py) serves IMAPS and
+IMAP with STARTTLS on loopback; its certificate is pinned.  imaptool
+(tests/tools/imaptool.c) opens folders through mailbox_open, as the
+client does.  Checked against python's imaplib: the listing holds exactly
+the messages Dovecot holds (UID, flags, size, sender, subject); a second
+open takes every header from the header cache (the backend's statistics,
+and Dovecot's own count of bytes sent at logout is far smaller); a new
+message is the only one fetched; STARTTLS on the plain port; a wrong
+password, a wrong pin and a missing password fail clearly; flags set and
+cleared, delete + expunge, copy, move, append, read of a whole message
+and of its header; tiny fake servers (threads here) play a PREAUTH and a
+bad greeting on an account that needs STARTTLS, and the client sends them
+nothing.
+"""
+import email.header
+import imaplib
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dovecot_fixture import Dovecot, available  # noqa: E402
+
+TOOL, SRCDIR = sys.argv[1], sys.argv[2]
+failures = []
+BIG = 2600
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def message(i, subject=None, sender=None, extra=b""):
+    subject = subject or "Message number %d" % i
+    sender = sender or "sender%d@example.org" % i
+    return ("From: Sender %d <%s>\r\nTo: alice@example.org\r\nSubject: %s\r\n"
+            "Date: Mon, 2 Nov 2026 10:%02d:00 +0100\r\nMessage-ID: <m%d@example.org>\r\n"
+            % (i, sender, subject, i % 60, i)).encode() + extra + \
+        ("\r\nBody of message %d.\r\n" % i).encode()
+
+
+def run(args, env, timeout=60):
+    p = subprocess.run([TOOL] + args, env=env, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def stats(stderr):
+    m = re.search(r"stats hits=(\d+) misses=(\d+) stale=(\d+)", stderr)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def listing(stdout):
+    out = {}
+    for line in stdout.splitlines():
+        f = line.split("\t")
+        if len(f) == 5 and f[0].isdigit():
+            out[int(f[0])] = {"flags": f[1], "size": int(f[2]), "from": f[3], "subject": f[4]}
+    return out
+
+
+def server_view(d, folder="INBOX"):
+    """UID -> flags letters, size, subject as Dovecot tells imaplib."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    m = imaplib.IMAP4_SSL("127.0.0.1", d.port("imaps"), ssl_context=ctx)
+    m.login("alice", "secret")
+    typ, _ = m.select(folder, readonly=True)
+    out = {}
+    if typ == "OK":
+        typ, data = m.uid("FETCH", "1:*",
+                          "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            meta = item[0].decode()
+            uid = int(re.search(r"UID (\d+)", meta).group(1))
+            size = int(re.search(r"RFC822.SIZE (\d+)", meta).group(1))
+            flags = re.search(r"FLAGS \(([^)]*)\)", meta).group(1)
+            raw = item[1].decode().split(":", 1)[1].strip() if b":" in item[1] else ""
+            subj = str(email.header.make_header(email.header.decode_header(
+                re.sub(r"\r?\n[ \t]", " ", raw))))
+            letters = "".join(c for f, c in (("\\Seen", "S"), ("\\Flagged", "F"),
+                                              ("\\Answered", "R"), ("\\Draft", "D"),
+                                              ("$Forwarded", "P"), ("\\Deleted", "T"))
+                              if f in flags.split())
+            out[uid] = {"flags": letters, "size": size, "subject": subj}
+    m.logout()
+    return out
+
+
+def imap_cmd(d, *cmds):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    m = imaplib.IMAP4_SSL("127.0.0.1", d.port("imaps"), ssl_context=ctx)
+    m.login("alice", "secret")
+    res = [getattr(m, c[0])(*c[1:]) for c in cmds]
+    m.logout()
+    return res
+
+
+def logout_bytes(d):
+    """Dovecot's out= counts of the IMAP sessions so far, in order."""
+    return [int(x) for x in re.findall(r"Logged out in=\d+ out=(\d+)", d.log())]
+
+
+def same(tool, server, what):
+    check(sorted(tool) == sorted(server), "%s: UIDs %s vs server %s"
+          % (what, sorted(tool), sorted(server)))
+    for uid in server:
+        if uid in tool:
+            t, s = tool[uid], server[uid]
+            tf = "".join(sorted(t["flags"].replace("N", "")))
+            check(tf == "".join(sorted(s["flags"])),
+                  "%s: UID %d flags %r vs %r" % (what, uid, t["flags"], s["flags"]))
+            check(t["size"] == s["size"], "%s: UID %d size %d vs %d"
+                  % (what, uid, t["size"], s["size"]))
+            check(t["subject"] == s["subject"], "%s: UID %d subject %r vs %r"
+                  % (what, uid, t["subject"], s["subject"]))
+
+
+def fake_server(script):
+    """A one-connection server that sends script and records what it gets."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    got = bytearray()
+
+    def serve():
+        ls.settimeout(20)
+        try:
+            c, _ = ls.accept()
+        except OSError:
+            return
+        c.settimeout(10)
+        c.sendall(script)
+        try:
+            while True:
+                b = c.recv(4096)
+                if not b:
+                    break
+                got.extend(b)
+        except OSError:
+            pass
+        c.close()
+        ls.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return ls.getsockname()[1], got, t
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="correo-imap-")
+    os.chmod(tmp, 0o755)   # Dovecot's unprivileged processes read below it
+    with Dovecot(tmp) as d:
+        for i in range(1, 13):
+            d.deliver("alice", message(i, subject="=?UTF-8?Q?Caf=C3=A9_=C3=A9t=C3=A9?= %d" % i
+                                       if i == 3 else None))
+        hc = os.path.join(tmp, "hcache")
+        env = dict(os.environ, IMAP_PASS="secret", IMAP_FINGERPRINT=d.fingerprint,
+                   IMAP_HCACHE=hc, IMAP_TIMEOUT_MS="20000")
+        url = "imaps://alice@127.0.0.1:%d/INBOX" % d.port("imaps")
+
+        # Cold open: every header from the server.
+        rc, out, err = run([url, "list"], env)
+        check(rc == 0, "cold list exit %d: %s" % (rc, err))
+        cold = listing(out)
+        server = server_view(d)
+        same(cold, server, "cold open")
+        check(len(cold) == 12, "cold open lists %d messages" % len(cold))
+        check(stats(err) == (0, 12, 0), "cold open stats %s" % (stats(err),))
+        check(any("\u00e9t\u00e9" in m["subject"] for m in cold.values()),
+              "RFC 2047 subject decoded")
+        check(cold[min(cold)]["from"] == "sender1@example.org", "sender address")
+
+        # Warm open: nothing but UIDs and flags crosses the wire.
+        rc, out, err = run([url, "list"], env)
+        check(rc == 0, "warm list exit %d: %s" % (rc, err))
+        same(listing(out), server, "warm open")
+        check(stats(err) == (12, 0, 0), "warm open stats %s" % (stats(err),))
+        sent = logout_bytes(d)
+        if len(sent) >= 3:
+            # sessions: cold open, imaplib, warm open
+            check(sent[2] * 2 < sent[0], "warm open: Dovecot sent %d bytes, cold %d"
+                  % (sent[2], sent[0]))
+        else:
+            check(False, "Dovecot logged %d logouts" % len(sent))
+
+        # One new message: only it is fetched.
+        d.deliver("alice", message(13))
+        rc, out, err = run([url, "list"], env)
+        check(stats(err) == (12, 1, 0), "after one new message stats %s" % (stats(err),))
+        same(listing(out), server_view(d), "after one new message")
+
+        # STARTTLS on the plain port, same pin.
+        rc, out, err = run(["imap://alice@127.0.0.1:%d/INBOX" % d.port("imap"), "list"],
+                           dict(env, IMAP_HCACHE=""))
+        check(rc == 0, "STARTTLS list exit %d: %s" % (rc, err))
+        check(len(listing(out)) == 13, "STARTTLS lists %d" % len(listing(out)))
+
+        # Wrong password, wrong pin, no password: clear errors.
+        rc, out, err = run([url, "list"], dict(env, IMAP_PASS="wrong"))
+        check(rc == 1 and "login as alice refused" in err, "wrong password: %d %s" % (rc, err))
+        rc, out, err = run([url, "list"], dict(env, IMAP_FINGERPRINT="00" * 32))
+        check(rc == 1 and "SHA256:" in err, "wrong pin: %d %s" % (rc, err))
+        rc, out, err = run([url, "list"], dict(env, IMAP_PASS=""))
+        check(rc == 1 and "imap_pass" in err, "no password: %d %s" % (rc, err))
+        rc, out, err = run([url, "list"], dict(env, IMAP_FINGERPRINT=""))
+        check(rc == 1 and "SHA256:" in err, "unverified self-signed: %d %s" % (rc, err))
+        rc, out, err = run(["imaps://alice@127.0.0.1:%d/NoSuchFolder" % d.port("imaps"),
+                            "list"], env)
+        check(rc == 1 and "NoSuchFolder" in err, "missing folder: %d %s" % (rc, err))
+
+        # Password from a command.
+        rc, out, err = run([url, "list"], dict(env, IMAP_PASS="", IMAP_PASS_CMD="echo secret"))
+        check(rc == 0, "imap_pass_cmd: %d %s" % (rc, err))
+
+        uids = sorted(listing(run([url, "list"], env)[1]))
+
+        # Flags: set and clear, checked on the server.
+        rc, out, err = run([url, "flags", str(uids[0]), "+F", "+S", "+R"], env)
+        check(rc == 0, "flags exit %d: %s" % (rc, err))
+        sv = server_view(d)
+        check(sorted(sv[uids[0]]["flags"]) == sorted("FSR"), "flags set: %r" % sv[uids[0]])
+        rc, out, err = run([url, "flags", str(uids[0]), "-S", "+P"], env)
+        sv = server_view(d)
+        check(sorted(sv[uids[0]]["flags"]) == sorted("FRP"), "flags cleared: %r" % sv[uids[0]])
+        rc, out, err = run([url, "list"], env)
+        same(listing(out), sv, "after flag changes")
+
+        # Read-only: no writes.
+        rc, out, err = run([url, "flags", str(uids[0]), "+S"], dict(env, IMAP_READONLY="1"))
+        check(rc == 1 and "read-only" in err, "read-only refuses flags: %d %s" % (rc, err))
+        check("S" not in server_view(d)[uids[0]]["flags"], "read-only changed nothing")
+
+        # Read a whole message and its header, byte for byte.
+        rc, out, err = run([url, "read", str(uids[1])], env)
+        typ, data = imap_cmd(d, ("select", "INBOX", True), ("uid", "FETCH", str(uids[1]),
+                                                            "(BODY.PEEK[])"))[1]
+        check(rc == 0 and out.encode() == data[0][1], "read matches the server")
+        rc, hdr, err = run([url, "headers", str(uids[1])], env)
+        check(rc == 0 and out.startswith(hdr) and hdr.endswith("\r\n\r\n"),
+              "headers are the message's header block")
+        check("S" not in server_view(d)[uids[1]]["flags"], "reading does not set \\Seen")
+
+        # Delete + expunge of exactly the marked messages.
+        imap_cmd(d, ("select", "INBOX"), ("uid", "STORE", str(uids[5]), "+FLAGS", "(\\Deleted)"))
+        rc, out, err = run([url, "delete", str(uids[2]), str(uids[3])], env)
+        check(rc == 0, "delete exit %d: %s" % (rc, err))
+        sv = server_view(d)
+        check(uids[2] not in sv and uids[3] not in sv, "deleted messages are gone")
+        check(uids[5] in sv, "UID EXPUNGE leaves another \\Deleted message alone")
+        check(len(sv) == 11, "11 left after delete: %d" % len(sv))
+        imap_cmd(d, ("select", "INBOX"), ("uid", "STORE", str(uids[5]), "-FLAGS", "(\\Deleted)"))
+
+        # Copy and move.
+        imap_cmd(d, ("create", "Archive"))
+        rc, out, err = run([url, "copy", str(uids[4]), "Archive"], env)
+        check(rc == 0, "copy exit %d: %s" % (rc, err))
+        check(uids[4] in server_view(d), "copy keeps the original")
+        arch = server_view(d, "Archive")
+        check(len(arch) == 1, "Archive has the copy: %d" % len(arch))
+        rc, out, err = run([url, "move", str(uids[6]),
+                            "imaps://alice@127.0.0.1:%d/Archive" % d.port("imaps")], env)
+        check(rc == 0, "move exit %d: %s" % (rc, err))
+        check(uids[6] not in server_view(d), "move removes the original")
+        check(len(server_view(d, "Archive")) == 2, "Archive has the moved message")
+        check(str(uids[6]) + "\t" not in out, "moved message gone from the listing")
+        rc, out, err = run([url, "copy", str(uids[7]), "imaps://bob@10.0.0.1/Archive"], env)
+        check(rc == 1 and "another IMAP account" in err, "copy to another account refused")
+        rc, out, err = run([url, "copy", str(uids[7]), "NoSuchFolder"], env)
+        check(rc == 1, "copy to a missing folder fails")
+
+        # Append, with flags: the server has it and the listing shows it.
+        mpath = os.path.join(tmp, "new.eml")
+        with open(mpath, "wb") as f:
+            f.write(message(99, subject="Appended here"))
+        rc, out, err = run([url, "append", mpath, "SF"], env)
+        check(rc == 0, "append exit %d: %s" % (rc, err))
+        sv = server_view(d)
+        new = [u for u, m in sv.items() if m["subject"] == "Appended here"]
+        check(len(new) == 1, "appended message on the server")
+        if new:
+            check(sorted(sv[new[0]]["flags"]) == sorted("SF"), "appended flags %r"
+                  % sv[new[0]]["flags"])
+            check(new[0] in listing(out), "appended message in the listing")
+
+        # Check sees another client's changes.
+        rc, out, err = run([url, "check"], env)
+        check(rc == 0 and out.startswith("changed 0"), "check without changes: %s" % out[:40])
+        same(listing(out), server_view(d), "after the operations")
+
+        # A cache of another UIDVALIDITY is not trusted: recreate the folder.
+        imap_cmd(d, ("create", "Tmp"), ("select", "Tmp"),
+                 ("append", "Tmp", None, None, message(50)))
+        turl = "imaps://alice@127.0.0.1:%d/Tmp" % d.port("imaps")
+        run([turl, "list"], env)
+        imap_cmd(d, ("delete", "Tmp"), ("create", "Tmp"),
+                 ("append", "Tmp", None, None, message(51, subject="Second life")))
+        rc, out, err = run([turl, "list"], env)
+        lst = listing(out)
+        check(rc == 0 and [m["subject"] for m in lst.values()] == ["Second life"],
+              "new UIDVALIDITY: fresh headers, %r" % lst)
+        check(stats(err) is not None and stats(err)[0] == 0,
+              "new UIDVALIDITY: no cache hit %s" % (stats(err),))
+
+        # A larger folder: several pipelined batches, progress, then all
+        # from the cache.
+        big = os.path.join(d.maildir("alice"), ".Big")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(big, sub), exist_ok=True)
+        for i in range(BIG):
+            path = os.path.join(big, "new", "%d.M%d.test" % (1700000000 + i, i))
+            with open(path, "wb") as f:
+                f.write(message(1000 + i, subject="Big %05d" % i))
+        for dirpath, _, filenames in os.walk(big):
+            os.chown(dirpath, d.mail_uid, d.mail_gid)
+            for fn in filenames:
+                os.chown(os.path.join(dirpath, fn), d.mail_uid, d.mail_gid)
+        burl = "imaps://alice@127.0.0.1:%d/Big" % d.port("imaps")
+        t0 = time.monotonic()
+        rc, out, err = run([burl, "list"], env, timeout=120)
+        cold_s = time.monotonic() - t0
+        lst = listing(out)
+        check(rc == 0 and len(lst) == BIG, "big folder: %d messages, %s" % (len(lst), err[-200:]))
+        check(stats(err) == (0, BIG, 0), "big folder cold stats %s" % (stats(err),))
+        check(sorted(m["subject"] for m in lst.values()) == ["Big %05d" % i for i in range(BIG)],
+              "big folder subjects")
+        pm = re.search(r"progress calls=(\d+) last=(\d+)/(\d+)", err)
+        check(pm is not None and int(pm.group(1)) >= BIG // 1000 and pm.group(2) == pm.group(3)
+              == str(BIG), "big folder progress %s" % (pm.group(0) if pm else None))
+        t0 = time.monotonic()
+        rc, out, err = run([burl, "list"], env, timeout=120)
+        warm_s = time.monotonic() - t0
+        check(stats(err) == (BIG, 0, 0), "big folder warm stats %s" % (stats(err),))
+        check(len(listing(out)) == BIG, "big folder warm listing")
+        print("big folder of %d: cold %.2f s, warm %.2f s (imaptool, with process start)"
+              % (BIG, cold_s, warm_s), flush=True)
+
+    # Hostile greetings on an account that needs STARTTLS: nothing is sent.
+    for script, what in ((b"* PREAUTH welcome\r\n", "PREAUTH"),
+                         (b"HTTP/1.0 200 OK\r\n\r\n", "bad greeting"),
+                         (b"* OK hi\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n1 OK done\r\n",
+                          "no STARTTLS")):
+        port, got, t = fake_server(script)
+        rc, out, err = run(["imap://alice@127.0.0.1:%d/INBOX" % port, "list"],
+                           dict(os.environ, IMAP_PASS="secret", IMAP_TIMEOUT_MS="5000"))
+        t.join(30)
+        check(rc == 1, "%s: exit %d" % (what, rc))
+        check(b"secret" not in bytes(got) and b"LOGIN" not in bytes(got)
+              and b"AUTHENTICATE" not in bytes(got), "%s: no credential sent: %r"
+              % (what, bytes(got)))
+        if what != "no STARTTLS":
+            check(len(got) == 0, "%s: the client sent %r" % (what, bytes(got)))
+        print("%s: %s" % (what, err.strip()), flush=True)
+
+    subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    if not available():
+        print("imap_dovecot: dovecot is not installed; 0 passed, 0 failed, 1 skipped")
+        sys.exit(77)
+    main()
+    if failures:
+        print("imap_dovecot: %d check(s) failed" % len(failures))
+        sys.exit(1)
+    print("imap_dovecot: all checks passed")
