@@ -16,6 +16,7 @@
 #include "draft.h"
 #include "editor.h"
 #include "fetch.h"
+#include "imap.h"
 #include "format.h"
 #include "mailbox.h"
 #include "mailcap.h"
@@ -197,6 +198,8 @@ static int open_mailbox(struct app *a, const char *path, bool readonly)
 
     if (a->cfg->opt.header_cache && *a->cfg->opt.header_cache)
         o.hcache_dir = hc = xstrdup(a->cfg->opt.header_cache);
+    if (imap_url_is(path))
+        imap_settings_from_config(a->cfg);   /* as the configuration is now */
     if (mailbox_open_opts(path, &o, &mb, &e) < 0) {
         free(hc);
         ui_error("%s", e.text);

@@ -1,6 +1,8 @@
 /* imap: URLs, settings, the connection and the guard in front of libetpan. */
 #include "imap.h"
 
+#include <libetpan/libetpan.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>

@@ -37,7 +37,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libetpan/libetpan.h>
 
 #include "buf.h"
 #include "err.h"
@@ -138,7 +137,7 @@ int imap_connect(const struct imap_url *u, const struct imap_settings *s,
 void imap_close(struct imap_conn *c);
 
 /* The libetpan session, for commands (after imap_connect). */
-mailimap *imap_session(struct imap_conn *c);
+struct mailimap *imap_session(struct imap_conn *c);
 /* Whether the last CAPABILITY lists cap (e.g. "UIDPLUS", "MOVE"). */
 bool imap_has_cap(struct imap_conn *c, const char *cap);
 /* Whether the connection is still usable (not broken by a stream error or

@@ -31,6 +31,7 @@
 #include "config.h"
 #include "err.h"
 #include "fetch.h"
+#include "imap.h"
 #include "mailbox.h"
 #include "maildir.h"
 #include "message.h"
@@ -174,16 +175,20 @@ static void put_cols(const char *s, size_t cols)
         putchar(' ');
 }
 
-/* correo -l -f notmuch://...: the same listing for a mailbox opened through
- * mua/mailbox (a notmuch query), from the records its backend made. */
-static int list_mailbox(const char *path, size_t term_cols)
+/* correo -l -f notmuch://... or imap[s]://...: the same listing for a
+ * mailbox opened through mua/mailbox, from the records its backend made.
+ * cfg (may be NULL) gives the header cache and the IMAP settings. */
+static int list_mailbox(const char *path, const struct config *cfg, size_t term_cols)
 {
+    struct mailbox_open_opts o = {MAILBOX_READONLY, NULL};
     struct mailbox *mb = NULL;
     struct err e;
     size_t n_new = 0, n_unread = 0, n_flagged = 0, n_rows = 0;
     struct row *rows;
 
-    if (mailbox_open(path, MAILBOX_READONLY, &mb, &e) < 0 ||
+    if (cfg && cfg->opt.header_cache && *cfg->opt.header_cache)
+        o.hcache_dir = cfg->opt.header_cache;
+    if (mailbox_open_opts(path, &o, &mb, &e) < 0 ||
         mailbox_load(mb, NULL, NULL, &e) < 0) {
         char *p = clean(path);
         fprintf(stderr, "correo: %s: %s\n", p, e.text);
@@ -522,8 +527,28 @@ int main(int argc, char **argv)
     if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
         term_cols = ws.ws_col;
 
+    if (imap_url_is(path)) {
+        /* the account's settings (user, password, pin) come from correorc */
+        struct config *cfg = config_new();
+        if (config_load(cfg, rcfile, no_rc ? CONFIG_NO_RC : 0, &e) < 0) {
+            fprintf(stderr, "correo: %s\n", e.text);
+            config_free(cfg);
+            free(owned);
+            return 1;
+        }
+        imap_settings_from_config(cfg);
+        status = list_mailbox(path, cfg, term_cols);
+        imap_settings_set(NULL);
+        config_free(cfg);
+        free(owned);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "correo: writing the listing: %s\n", strerror(errno));
+            return 1;
+        }
+        return status;
+    }
     if (strncmp(path, MAILBOX_NOTMUCH_PREFIX, strlen(MAILBOX_NOTMUCH_PREFIX)) == 0) {
-        status = list_mailbox(path, term_cols);
+        status = list_mailbox(path, NULL, term_cols);
         free(owned);
         if (fflush(stdout) != 0 || ferror(stdout)) {
             fprintf(stderr, "correo: writing the listing: %s\n", strerror(errno));

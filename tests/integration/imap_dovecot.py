@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dovecot_fixture import Dovecot, available  # noqa: E402
 
 TOOL, SRCDIR = sys.argv[1], sys.argv[2]
+CORREO = sys.argv[3] if len(sys.argv) > 3 else None   # correo itself, for -l
 failures = []
 BIG = 2600
 
@@ -351,6 +352,29 @@ def main():
         check(len(listing(out)) == BIG, "big folder warm listing")
         print("big folder of %d: cold %.2f s, warm %.2f s (imaptool, with process start)"
               % (BIG, cold_s, warm_s), flush=True)
+
+        # The real client: correo -l on the same folder, with its settings
+        # from a correorc (password, pinned certificate, header cache).
+        if CORREO:
+            rcfile = os.path.join(tmp, "correorc")
+            with open(rcfile, "w") as f:
+                f.write("set imap_pass=secret\nset tls_fingerprint=%s\nset header_cache=%s\n"
+                        % (d.fingerprint, os.path.join(tmp, "hcache-correo")))
+            r = subprocess.run([CORREO, "-F", rcfile, "-l", "-f", url], capture_output=True,
+                               timeout=120, env=dict(os.environ, HOME=tmp, TZ="UTC"))
+            out = r.stdout.decode("utf-8", "replace").splitlines()
+            want = server_view(d)
+            check(r.returncode == 0, "correo -l: exit %d: %s" % (r.returncode, r.stderr[-300:]))
+            check(out and out[0].startswith("INBOX: %d messages" % len(want)),
+                  "correo -l header %r, server has %d" % (out[:1], len(want)))
+            check(len(out) == 1 + len(want), "correo -l printed %d rows" % (len(out) - 1))
+            r2 = subprocess.run([CORREO, "-F", rcfile, "-l", "-f", url.replace("imaps", "imap")
+                                 .replace(str(d.port("imaps")), str(d.port("imap")))],
+                                capture_output=True, timeout=120,
+                                env=dict(os.environ, HOME=tmp, TZ="UTC"))
+            check(r2.returncode == 0 and r2.stdout.splitlines()[1:] == r.stdout.splitlines()[1:],
+                  "correo -l over STARTTLS differs: %s" % r2.stderr[-300:])
+            print("correo -l: %s" % (out[0] if out else "(nothing)"), flush=True)
 
     # Hostile greetings on an account that needs STARTTLS: nothing is sent.
     for script, what in ((b"* PREAUTH welcome\r\n", "PREAUTH"),

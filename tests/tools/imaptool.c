@@ -29,6 +29,8 @@
 
 #include "buf.h"
 #include "imap.h"
+
+#include <libetpan/libetpan.h>
 #include "mailbox.h"
 #include "msg.h"
 

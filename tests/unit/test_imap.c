@@ -30,6 +30,8 @@
 #include "config.h"
 #include "err.h"
 #include "imap.h"
+
+#include <libetpan/libetpan.h>
 #include "mailbox.h"
 #include "msg.h"
 #include "testutil.h"
