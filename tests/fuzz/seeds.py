@@ -3,8 +3,8 @@
 
 usage: seeds.py OUTDIR
 
-Writes OUTDIR/message, OUTDIR/render, OUTDIR/rcfile, OUTDIR/pattern and
-OUTDIR/smtp:
+Writes OUTDIR/message, OUTDIR/render, OUTDIR/rcfile, OUTDIR/pattern,
+OUTDIR/smtp, OUTDIR/pop3d and OUTDIR/imap_parse:
   message, render   300 messages of tests/tools/gen-corpus.py (seed 9) plus
                     the handcrafted hostile messages below, and the inputs
                     in regress/message (render also regress/render)
@@ -14,6 +14,10 @@ OUTDIR/smtp:
                     the handcrafted ones below, each with option byte 0 and 1
   smtp              the SMTP sessions in seeds/smtp (option byte first) and
                     the inputs in regress/smtp
+  pop3d             the POP3 sessions in seeds/pop3d (option byte first) and
+                    the inputs in regress/pop3d
+  imap_parse        the IMAP client inputs in seeds/imap_parse (option byte
+                    first) and the inputs in regress/imap_parse
 The output is the same on every run.
 """
 
@@ -156,7 +160,8 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    dirs = {k: os.path.join(out, k) for k in ("message", "render", "rcfile", "pattern", "smtp")}
+    dirs = {k: os.path.join(out, k) for k in ("message", "render", "rcfile", "pattern", "smtp",
+                                      "pop3d", "imap_parse")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
 
@@ -205,6 +210,10 @@ def main():
 
     copy_dir(os.path.join(HERE, "seeds", "smtp"), dirs["smtp"], "")
     copy_dir(os.path.join(HERE, "regress", "smtp"), dirs["smtp"], "regress-")
+    copy_dir(os.path.join(HERE, "seeds", "pop3d"), dirs["pop3d"], "")
+    copy_dir(os.path.join(HERE, "regress", "pop3d"), dirs["pop3d"], "regress-")
+    copy_dir(os.path.join(HERE, "seeds", "imap_parse"), dirs["imap_parse"], "")
+    copy_dir(os.path.join(HERE, "regress", "imap_parse"), dirs["imap_parse"], "regress-")
 
 
 if __name__ == "__main__":
