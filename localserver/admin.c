@@ -168,6 +168,8 @@ static void print_listeners(FILE *out, const struct conf *c, const char *indent)
         { "smtp", c->smtp_port, "plain, STARTTLS when configured", false },
         { "submission", c->submission_port, "STARTTLS, AUTH", false },
         { "submissions", c->submissions_port, "implicit TLS, AUTH", true },
+        { "pop3", c->pop3_port, "POP3, STLS", false },
+        { "pop3s", c->pop3s_port, "POP3 over implicit TLS", true },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(ls); i++) {
@@ -358,12 +360,14 @@ static char *init_config_text(const struct init_opts *o)
     put(&b, "\n# ---- listening\n"
         "# Each address gets every enabled port.\n");
     put_option(&b, "listen", o->listen, o->n_listen);
-    put(&b, "# Added to the standard ports: smtp %u, submission %u, submissions %u.\n",
-        25 + off, 587 + off, 465 + off);
+    put(&b, "# Added to the standard ports: smtp %u, submission %u, submissions %u,\n"
+        "# pop3 %u, pop3s %u.\n",
+        25 + off, 587 + off, 465 + off, 110 + off, 995 + off);
     put(&b, "port_offset %u\n", off);
     put(&b, "# A port given here is used as is (0 turns that listener off).\n"
-        "# smtp_port %u\n# submission_port %u\n# submissions_port %u\n",
-        25 + off, 587 + off, 465 + off);
+        "# smtp_port %u\n# submission_port %u\n# submissions_port %u\n"
+        "# pop3_port %u\n# pop3s_port %u\n",
+        25 + off, 587 + off, 465 + off, 110 + off, 995 + off);
 
     put(&b, "\n# ---- process\n");
     if (o->run_user) {
@@ -640,10 +644,10 @@ static int check_init_args(const struct init_opts *o)
             return usage_error("init", INIT_USAGE,
                                "--listen: '%s' is not an IPv4 or IPv6 address", o->listen[i]);
     }
-    if (o->port_offset > 65535 - 587)
+    if (o->port_offset > 65535 - 995)
         return usage_error("init", INIT_USAGE,
-                           "--port-offset: %lu puts port 587 beyond 65535 (at most %u)",
-                           o->port_offset, 65535u - 587);
+                           "--port-offset: %lu puts port 995 beyond 65535 (at most %u)",
+                           o->port_offset, 65535u - 995);
     return 0;
 }
 
@@ -711,8 +715,8 @@ int cmd_init(int argc, char **argv)
                    "\n"
                    "  --domain D        the mail domain (default: this host's name)\n"
                    "  --listen ADDR     an address to listen on (repeatable; default 127.0.0.1)\n"
-                   "  --port-offset N   added to ports 25, 587, 465 (default 0 as root,\n"
-                   "                    %u otherwise)\n"
+                   "  --port-offset N   added to ports 25, 587, 465, 110, 995 (default 0 as\n"
+                   "                    root, %u otherwise)\n"
                    "  --hostname H      the server's name (default: this host's name)\n",
                    INIT_USAGE, USER_PORT_OFFSET);
             free(o.domains);

@@ -26,6 +26,8 @@
 #define PORT_SMTP 25u
 #define PORT_SUBMISSION 587u
 #define PORT_SUBMISSIONS 465u
+#define PORT_POP3 110u
+#define PORT_POP3S 995u
 #define PORT_MAX 65535u
 #define HOSTNAME_MAX 253
 
@@ -71,6 +73,8 @@ static const struct option options[] = {
     { "smtp_port", K_PORT, OFF(smtp_port), NO_DEF, 0, PORT_MAX },
     { "submission_port", K_PORT, OFF(submission_port), NO_DEF, 0, PORT_MAX },
     { "submissions_port", K_PORT, OFF(submissions_port), NO_DEF, 0, PORT_MAX },
+    { "pop3_port", K_PORT, OFF(pop3_port), NO_DEF, 0, PORT_MAX },
+    { "pop3s_port", K_PORT, OFF(pop3s_port), NO_DEF, 0, PORT_MAX },
     { "run_user", K_USER, OFF(run_user), NO_DEF, 0, 0 },
     { "pid_file", K_PATH, OFF(pid_file), "correod.pid", 0, 0 },
     { "workers", K_UINT, OFF(workers), "2", 1, 256 },
@@ -794,6 +798,8 @@ static void check_ports(struct load *ld)
         { "smtp_port", PORT_SMTP, OFF(smtp_port) },
         { "submission_port", PORT_SUBMISSION, OFF(submission_port) },
         { "submissions_port", PORT_SUBMISSIONS, OFF(submissions_port) },
+        { "pop3_port", PORT_POP3, OFF(pop3_port) },
+        { "pop3s_port", PORT_POP3S, OFF(pop3s_port) },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(ports); i++) {

@@ -56,6 +56,8 @@ struct conf {
     unsigned smtp_port;         /* 0 = off; default 25 + offset */
     unsigned submission_port;   /* default 587 + offset (STARTTLS) */
     unsigned submissions_port;  /* default 465 + offset (implicit TLS) */
+    unsigned pop3_port;         /* default 110 + offset (STLS) */
+    unsigned pop3s_port;        /* default 995 + offset (implicit TLS) */
 
     /* process */
     char *run_user;             /* drop to this user when started as root; NULL: stay */

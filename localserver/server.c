@@ -198,31 +198,42 @@ fail:
 }
 
 struct port_spec {
+    enum srv_service service;
     enum smtp_listener kind;
     unsigned port;
 };
 
-static size_t wanted_ports(const struct conf *c, struct port_spec out[3])
+#define MAX_PORT_SPECS 5
+
+static size_t wanted_ports(const struct conf *c, struct port_spec out[MAX_PORT_SPECS])
 {
     size_t n = 0;
 
     if (c->smtp_port)
-        out[n++] = (struct port_spec){SMTP_LISTENER_MX, c->smtp_port};
+        out[n++] = (struct port_spec){SRV_SERVICE_SMTP, SMTP_LISTENER_MX, c->smtp_port};
     if (c->submission_port)
-        out[n++] = (struct port_spec){SMTP_LISTENER_SUBMISSION, c->submission_port};
+        out[n++] = (struct port_spec){SRV_SERVICE_SMTP, SMTP_LISTENER_SUBMISSION,
+                                      c->submission_port};
     if (c->submissions_port && c->tls_cert)
-        out[n++] = (struct port_spec){SMTP_LISTENER_SUBMISSIONS, c->submissions_port};
+        out[n++] = (struct port_spec){SRV_SERVICE_SMTP, SMTP_LISTENER_SUBMISSIONS,
+                                      c->submissions_port};
+    if (c->pop3_port)
+        out[n++] = (struct port_spec){SRV_SERVICE_POP3, SMTP_LISTENER_MX, c->pop3_port};
+    if (c->pop3s_port && c->tls_cert)
+        out[n++] = (struct port_spec){SRV_SERVICE_POP3S, SMTP_LISTENER_MX, c->pop3s_port};
     return n;
 }
 
 static int bind_all(struct supervisor *sp, struct err *e)
 {
     const struct conf *c = sp->cur.conf;
-    struct port_spec ports[3];
+    struct port_spec ports[MAX_PORT_SPECS];
     size_t np = wanted_ports(c, ports);
 
     if (c->submissions_port && !c->tls_cert)
         log_warn("no tls_cert: port %u (implicit TLS) is not served", c->submissions_port);
+    if (c->pop3s_port && !c->tls_cert)
+        log_warn("no tls_cert: port %u (implicit TLS) is not served", c->pop3s_port);
     sp->listeners = xcalloc(c->n_listen * np + 1, sizeof *sp->listeners);
     for (size_t i = 0; i < c->n_listen; i++) {
         for (size_t k = 0; k < np; k++) {
@@ -231,6 +242,7 @@ static int bind_all(struct supervisor *sp, struct err *e)
                 return -1;
             struct srv_listener *l = &sp->listeners[sp->n_listeners++];
             l->fd = fd;
+            l->service = ports[k].service;
             l->kind = ports[k].kind;
             l->addr = xstrdup(c->listen[i]);
             l->port = ports[k].port;
@@ -245,7 +257,7 @@ static int bind_all(struct supervisor *sp, struct err *e)
 /* Would c need listeners other than those bound? */
 static bool listeners_differ(const struct supervisor *sp, const struct conf *c)
 {
-    struct port_spec ports[3];
+    struct port_spec ports[MAX_PORT_SPECS];
     size_t np = wanted_ports(c, ports);
 
     if (c->n_listen * np != sp->n_listeners)
@@ -256,6 +268,7 @@ static bool listeners_differ(const struct supervisor *sp, const struct conf *c)
             for (size_t j = 0; j < sp->n_listeners && !found; j++)
                 found = strcmp(sp->listeners[j].addr, c->listen[i]) == 0 &&
                         sp->listeners[j].port == ports[k].port &&
+                        sp->listeners[j].service == ports[k].service &&
                         sp->listeners[j].kind == ports[k].kind;
             if (!found)
                 return true;

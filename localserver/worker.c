@@ -1,11 +1,13 @@
 /*
- * worker: a correod worker process -- an event loop of SMTP sessions.
+ * worker: a correod worker process -- an event loop of SMTP and POP3
+ * sessions.
  *
  * Owns the glue between a connection (a libevent bufferevent, plain or
- * OpenSSL) and its smtp_proto session: feeding input, writing replies,
- * acting on the session's waits (delivery, STARTTLS, AUTH pause, close),
- * the timeouts, the connection limits, the hooks into users and deliver,
- * the per-connection and per-transaction log lines, and the graceful stop.
+ * OpenSSL) and its smtp_proto or pop3_proto session: feeding input, writing
+ * replies, acting on the session's waits (delivery, STARTTLS/STLS, AUTH
+ * pause, long POP3 replies, the POP3 update, close), the timeouts, the
+ * connection limits, the hooks into users, deliver and pop3_store, the
+ * per-connection and per-transaction log lines, and the graceful stop.
  */
 #include "worker.h"
 
@@ -32,6 +34,8 @@
 
 #include "deliver.h"
 #include "log.h"
+#include "pop3_proto.h"
+#include "pop3_store.h"
 #include "xalloc.h"
 
 #define INPUT_HIGH_WATER (256 * 1024)   /* read no further ahead than this */
@@ -41,6 +45,8 @@
 #define STOP_SECONDS 25                 /* graceful stop bound (the supervisor waits 30) */
 #define AUTH_FAIL_MEMORY 600            /* seconds a per-IP AUTH failure counts */
 #define PAUSE_CAP_MS 30000u
+#define POP3_OUT_FILL (256 * 1024)      /* long POP3 replies: buffer this much ahead */
+#define POP3_IDLE_LOGGED_IN 600u        /* RFC 1939: an autologout timer of 10 minutes */
 
 struct worker;
 
@@ -49,8 +55,12 @@ struct session {
     struct session *prev, *next;
     struct bufferevent *bev;
     int fd;
+    enum srv_service service;
     enum smtp_listener kind;
-    struct smtp_session *smtp;
+    struct smtp_session *smtp;      /* SMTP: the session; else NULL */
+    struct pop3_session *pop3;      /* POP3: the session; else NULL */
+    struct pop3_store *store;       /* POP3: the maildrop once logged in */
+    bool update_ok;                 /* POP3: outcome of the UPDATE state */
     char peer[INET6_ADDRSTRLEN + 1];
     bool loopback;
     size_t bucket;
@@ -423,11 +433,113 @@ static const struct smtp_hooks hooks = {
     .deliver = hook_deliver,
 };
 
+/* ---- POP3 hooks --------------------------------------------------------- */
+
+static enum pop3_open hook_pop3_open(void *ctx, const char *user, struct pop3_msg **msgs,
+                                     size_t *n)
+{
+    struct session *s = ctx;
+    char *md = NULL;
+    struct err e;
+    enum pop3_open r;
+
+    if (users_maildir(worker_users(s->w), user, &md, &e) < 0) {
+        log_error("pop3: maildir of %s: %s", user, e.text);
+        return POP3_OPEN_FAIL;
+    }
+    pop3_store_close(s->store);
+    s->store = NULL;
+    r = pop3_store_open(md, &s->store, msgs, n, &e);
+    switch (r) {
+    case POP3_OPEN_OK:
+        log_info("pop3: %s from %s: %zu messages", user, s->peer, *n);
+        break;
+    case POP3_OPEN_LOCKED:
+        log_info("pop3: %s from %s: maildrop in use by another session", user, s->peer);
+        break;
+    case POP3_OPEN_FAIL:
+    default:
+        log_error("pop3: %s from %s: cannot open the maildrop: %s", user, s->peer, e.text);
+        break;
+    }
+    free(md);
+    return r;
+}
+
+static int hook_pop3_msg_open(void *ctx, size_t idx)
+{
+    struct session *s = ctx;
+    struct err e;
+
+    if (!s->store)
+        return -1;
+    if (pop3_store_msg_open(s->store, idx, &e) < 0) {
+        log_warn("pop3: %s message %zu: %s", s->auth_user ? s->auth_user : "-", idx + 1,
+                 e.text);
+        return -1;
+    }
+    return 0;
+}
+
+static ssize_t hook_pop3_msg_read(void *ctx, char *buf, size_t cap)
+{
+    struct session *s = ctx;
+    ssize_t r = s->store ? pop3_store_msg_read(s->store, buf, cap) : -1;
+
+    if (r < 0)
+        log_error("pop3: %s: reading a message failed", s->auth_user ? s->auth_user : "-");
+    return r;
+}
+
+static void hook_pop3_msg_close(void *ctx)
+{
+    struct session *s = ctx;
+
+    if (s->store)
+        pop3_store_msg_close(s->store);
+}
+
+static void hook_pop3_update(void *ctx, const unsigned char *marks, size_t n)
+{
+    struct session *s = ctx;
+    size_t deleted = 0, flag_failures = 0;
+    struct err e;
+
+    for (size_t i = 0; i < n; i++)
+        deleted += (marks[i] & POP3_MARK_DELETED) != 0;
+    s->update_ok = true;
+    if (!s->store)
+        return;
+    if (pop3_store_update(s->store, marks, n, &flag_failures, &e) < 0) {
+        log_error("pop3: %s: %s", s->auth_user ? s->auth_user : "-", e.text);
+        s->update_ok = false;
+    } else if (deleted) {
+        log_info("pop3: %s: %zu messages deleted", s->auth_user ? s->auth_user : "-",
+                 deleted);
+    }
+    if (flag_failures)
+        log_warn("pop3: %s: could not mark %zu messages seen",
+                 s->auth_user ? s->auth_user : "-", flag_failures);
+}
+
+static const struct pop3_hooks pop3_hooks = {
+    .auth = hook_auth,
+    .open = hook_pop3_open,
+    .msg_open = hook_pop3_msg_open,
+    .msg_read = hook_pop3_msg_read,
+    .msg_close = hook_pop3_msg_close,
+    .update = hook_pop3_update,
+};
+
 /* ---- the session glue --------------------------------------------------- */
 
-static const char *listener_name(enum smtp_listener k)
+static const char *listener_name(const struct session *s)
 {
-    switch (k) {
+    if (s->service == SRV_SERVICE_POP3)
+        return "pop3";
+    if (s->service == SRV_SERVICE_POP3S)
+        return "pop3s";
+    switch (s->kind) {
     case SMTP_LISTENER_MX: return "smtp";
     case SMTP_LISTENER_SUBMISSION: return "submission";
     case SMTP_LISTENER_SUBMISSIONS: return "submissions";
@@ -448,7 +560,8 @@ static void set_read_timeout(struct session *s, unsigned seconds)
 static void flush_output(struct session *s)
 {
     size_t len;
-    const char *out = smtp_session_output(s->smtp, &len);
+    const char *out = s->pop3 ? pop3_session_output(s->pop3, &len)
+                              : smtp_session_output(s->smtp, &len);
 
     if (len == 0)
         return;
@@ -457,7 +570,10 @@ static void flush_output(struct session *s)
         while (p < end) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            log_proto(LOGL_DEBUG, "S:", p, n && p[n - 1] == '\r' ? n - 1 : n);
+            /* POP3 replies carry mail: only their status lines are logged. */
+            if (!s->pop3 || (n >= 3 && memcmp(p, "+OK", 3) == 0) ||
+                (n >= 4 && memcmp(p, "-ERR", 4) == 0))
+                log_proto(LOGL_DEBUG, "S:", p, n && p[n - 1] == '\r' ? n - 1 : n);
             p += n + (nl ? 1 : 0);
         }
     }
@@ -465,7 +581,10 @@ static void flush_output(struct session *s)
         log_warn("%s: cannot queue output", s->peer);
         s->dead = true;
     }
-    smtp_session_output_clear(s->smtp);
+    if (s->pop3)
+        pop3_session_output_clear(s->pop3);
+    else
+        smtp_session_output_clear(s->smtp);
 }
 
 static void on_pause_done(evutil_socket_t fd, short what, void *arg)
@@ -476,19 +595,24 @@ static void on_pause_done(evutil_socket_t fd, short what, void *arg)
     (void)what;
     s->paused = false;
     flush_output(s);
-    smtp_session_resume(s->smtp);
+    if (s->pop3)
+        pop3_session_resume(s->pop3);
+    else
+        smtp_session_resume(s->smtp);
     session_pump(s);
 }
 
 static void start_pause(struct session *s)
 {
     struct worker *w = s->w;
-    unsigned mine = smtp_session_auth_failures(s->smtp);
+    unsigned mine = s->pop3 ? pop3_session_auth_failures(s->pop3)
+                            : smtp_session_auth_failures(s->smtp);
     unsigned all = ip_auth_failures(w->a->shm, s->bucket);
     unsigned others = all > mine ? all - mine : 0;
     /* The session doubles from 500 ms per failure; auth_fail_delay sets
      * the first step, failures of the same address elsewhere double it. */
-    uint64_t ms = (uint64_t)smtp_session_pause_ms(s->smtp) * 2 * w->c->auth_fail_delay;
+    unsigned base = s->pop3 ? pop3_session_pause_ms(s->pop3) : smtp_session_pause_ms(s->smtp);
+    uint64_t ms = (uint64_t)base * 2 * w->c->auth_fail_delay;
 
     if (others > 5)
         others = 5;
@@ -555,10 +679,104 @@ static void stop_reading(struct session *s)
     bufferevent_disable(s->bev, EV_READ);
 }
 
+static unsigned pop3_idle_timeout(const struct session *s)
+{
+    unsigned t = s->w->c->timeout_command;
+
+    if (pop3_session_user(s->pop3) && t < POP3_IDLE_LOGGED_IN)
+        t = POP3_IDLE_LOGGED_IN;
+    return t;
+}
+
+/* session_pump for POP3. */
+static void pop3_pump(struct session *s)
+{
+    for (;;) {
+        if (s->dead || s->closing || s->handshaking || s->paused || s->starttls_pending)
+            return;
+        enum pop3_wait st = pop3_session_state(s->pop3);
+        if (st != POP3_WAIT_PAUSE)
+            flush_output(s);
+        if (s->dead) {
+            session_free(s);
+            return;
+        }
+        struct evbuffer *out = bufferevent_get_output(s->bev);
+        switch (st) {
+        case POP3_READY: {
+            struct evbuffer *in = bufferevent_get_input(s->bev);
+            size_t avail = evbuffer_get_length(in);
+            if (evbuffer_get_length(out) > OUTPUT_MAX) {
+                s->out_blocked = true;
+                stop_reading(s);
+                return;
+            }
+            if (avail == 0) {
+                if (s->eof) {
+                    pop3_session_eof(s->pop3);
+                    flush_output(s);
+                    session_begin_close(s);
+                    return;
+                }
+                set_read_timeout(s, pop3_idle_timeout(s));
+                bufferevent_enable(s->bev, EV_READ);
+                return;
+            }
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+                return;
+            size_t n = pop3_session_feed(s->pop3, v.iov_base, v.iov_len);
+            evbuffer_drain(in, n);
+            if (n == 0 && pop3_session_state(s->pop3) == POP3_READY) {
+                log_error("%s: session took no input; closing", s->peer);
+                session_begin_close(s);
+                return;
+            }
+            continue;
+        }
+        case POP3_WAIT_OUTPUT:
+            stop_reading(s);
+            if (evbuffer_get_length(out) > POP3_OUT_FILL) {
+                /* on_write pumps again once the client has read it */
+                s->out_blocked = true;
+                return;
+            }
+            pop3_session_more(s->pop3);
+            continue;
+        case POP3_WAIT_STLS:
+            stop_reading(s);
+            if (!s->w->a->tls) {
+                session_begin_close(s);
+                return;
+            }
+            s->starttls_pending = true;
+            if (evbuffer_get_length(out) == 0)
+                start_tls(s);
+            return;
+        case POP3_WAIT_PAUSE:
+            stop_reading(s);
+            start_pause(s);
+            return;
+        case POP3_WAIT_UPDATE:
+            pop3_session_updated(s->pop3, s->update_ok);
+            continue;
+        case POP3_CLOSE:
+            stop_reading(s);
+            session_begin_close(s);
+            return;
+        }
+        return;
+    }
+}
+
 /* Feed what is buffered and act on the session's state until it waits for
  * more input or for something else. */
 static void session_pump(struct session *s)
 {
+    if (s->pop3) {
+        pop3_pump(s);
+        return;
+    }
     for (;;) {
         if (s->dead || s->closing || s->handshaking || s->paused || s->starttls_pending)
             return;
@@ -728,8 +946,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         s->handshaking = false;
         log_debug("%s: TLS established (%s)", s->peer,
                   SSL_get_version(bufferevent_openssl_get_ssl(s->bev)));
-        if (s->starttls)
-            smtp_session_tls_started(s->smtp);
+        if (s->starttls) {
+            if (s->pop3)
+                pop3_session_tls_started(s->pop3);
+            else
+                smtp_session_tls_started(s->smtp);
+        }
         session_pump(s);
         return;
     }
@@ -754,7 +976,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         log_info("%s: timeout", s->peer);
-        smtp_session_timeout(s->smtp);
+        if (s->pop3)
+            pop3_session_timeout(s->pop3);
+        else
+            smtp_session_timeout(s->smtp);
         session_pump(s);
         return;
     }
@@ -820,7 +1045,7 @@ static void session_free(struct session *s)
     double secs = (double)(now.tv_sec - s->started.tv_sec) +
                   (double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
     log_info("session from %s on %s: tls=%s auth=%s messages=%u duration=%.1fs", s->peer,
-             listener_name(s->kind), s->tls ? "yes" : "no", s->auth_user ? s->auth_user : "-",
+             listener_name(s), s->tls ? "yes" : "no", s->auth_user ? s->auth_user : "-",
              s->n_tx, secs);
 
     atomic_fetch_sub(&w->a->shm->conn[w->a->row][s->bucket], 1);
@@ -831,7 +1056,11 @@ static void session_free(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     w->n_sessions--;
-    smtp_session_free(s->smtp);
+    if (s->pop3)
+        pop3_session_free(s->pop3);   /* closes an open message via the store */
+    pop3_store_close(s->store);       /* releases the maildrop lock */
+    if (s->smtp)
+        smtp_session_free(s->smtp);
     free(s->auth_user);
     free(s);
     if ((w->stopping || w->retiring) && w->n_sessions == 0)
@@ -867,10 +1096,25 @@ static void peer_info(const struct sockaddr *sa, char *out, size_t size, bool *l
     }
 }
 
-static void refuse(int fd, enum smtp_listener kind, const char *line)
+static bool implicit_tls(const struct srv_listener *l)
 {
-    /* Best effort, never blocking; on 465 a plain-text reply means nothing. */
-    if (kind != SMTP_LISTENER_SUBMISSIONS) {
+    return l->service == SRV_SERVICE_POP3S ||
+           (l->service == SRV_SERVICE_SMTP && l->kind == SMTP_LISTENER_SUBMISSIONS);
+}
+
+static void refuse(int fd, const struct srv_listener *l, const char *line)
+{
+    /* Best effort, never blocking; on 465 and 995 a plain-text reply means
+     * nothing.  POP3 clients get the reason as an -ERR line. */
+    char buf[256];
+
+    if (l->service != SRV_SERVICE_SMTP) {
+        const char *text = strchr(line, ' ');
+        text = text ? strchr(text + 1, ' ') : NULL;   /* past "421 4.x.y" */
+        snprintf(buf, sizeof buf, "-ERR [SYS/TEMP] %s", text ? text + 1 : "unavailable\r\n");
+        line = buf;
+    }
+    if (!implicit_tls(l)) {
         ssize_t r = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
         (void)r;
     }
@@ -891,25 +1135,26 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     (void)salen;
     peer_info(sa, peer, sizeof peer, &loopback, &bucket);
     if (w->stopping || w->retiring) {
-        refuse(fd, wl->l->kind, "421 4.3.2 shutting down\r\n");
+        refuse(fd, wl->l, "421 4.3.2 shutting down\r\n");
         return;
     }
     if (c->max_connections && w->n_sessions >= c->max_connections) {
         log_warn("%s: refused, %u connections in this worker", peer, w->n_sessions);
-        refuse(fd, wl->l->kind, "421 4.7.0 too many connections, try again later\r\n");
+        refuse(fd, wl->l, "421 4.7.0 too many connections, try again later\r\n");
         return;
     }
     atomic_fetch_add(&w->a->shm->conn[w->a->row][bucket], 1);
     if (c->max_connections_per_ip && ip_connections(w->a->shm, bucket) > c->max_connections_per_ip) {
         atomic_fetch_sub(&w->a->shm->conn[w->a->row][bucket], 1);
         log_warn("%s: refused, too many connections from this address", peer);
-        refuse(fd, wl->l->kind, "421 4.7.0 too many connections from your address\r\n");
+        refuse(fd, wl->l, "421 4.7.0 too many connections from your address\r\n");
         return;
     }
 
     struct session *s = XNEW(struct session);
     s->w = w;
     s->fd = fd;
+    s->service = wl->l->service;
     s->kind = wl->l->kind;
     s->bucket = bucket;
     s->loopback = loopback;
@@ -935,11 +1180,24 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         .max_recipients = c->max_recipients,
         .max_errors = c->max_errors,
     };
-    s->smtp = smtp_session_new(&cfg, &hooks, s);
-    log_debug("connection from %s on %s port %u", s->peer, listener_name(s->kind),
+    if (s->service == SRV_SERVICE_SMTP) {
+        s->smtp = smtp_session_new(&cfg, &hooks, s);
+    } else {
+        struct pop3_session_cfg pcfg = {
+            .hostname = c->hostname,
+            .peer_addr = s->peer,
+            .peer_loopback = loopback,
+            .tls_active = s->service == SRV_SERVICE_POP3S,
+            .tls_available = w->a->tls != NULL && s->service == SRV_SERVICE_POP3,
+            .auth_plaintext_loopback = c->auth_allow_plaintext_loopback,
+            .max_errors = c->max_errors,
+        };
+        s->pop3 = pop3_session_new(&pcfg, &pop3_hooks, s);
+    }
+    log_debug("connection from %s on %s port %u", s->peer, listener_name(s),
               wl->l->port);
 
-    if (s->kind == SMTP_LISTENER_SUBMISSIONS) {
+    if (implicit_tls(wl->l)) {
         struct err e;
         SSL *ssl = w->a->tls ? tls_server_ssl_new(w->a->tls, &e) : NULL;
         if (!ssl) {
@@ -1068,7 +1326,10 @@ static void worker_stop(struct worker *w)
             session_free(s);
             continue;
         }
-        smtp_session_shutdown(s->smtp);
+        if (s->pop3)
+            pop3_session_shutdown(s->pop3);
+        else
+            smtp_session_shutdown(s->smtp);
         session_pump(s);
     }
     free(all);
@@ -1150,7 +1411,7 @@ int worker_main(struct worker_args *a)
     for (size_t i = 0; i < a->n_listeners; i++) {
         w.wl[i].w = &w;
         w.wl[i].l = &a->listeners[i];
-        if (a->listeners[i].kind == SMTP_LISTENER_SUBMISSIONS && !a->tls)
+        if (implicit_tls(&a->listeners[i]) && !a->tls)
             continue;
         /* A copy of the supervisor's socket: closing it here closes only ours. */
         w.wl[i].lev = evconnlistener_new(w.base, on_accept, &w.wl[i],

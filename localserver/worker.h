@@ -2,9 +2,9 @@
  * worker: one correod worker process (internal to server.c).
  *
  * A worker is an event loop serving the listening sockets its supervisor
- * bound: each connection is an SMTP session (smtp_proto) glued to a
- * libevent bufferevent, plain or TLS, with its deliveries running on the
- * worker's deliverer threads.  The supervisor forks it after building
+ * bound: each connection is an SMTP session (smtp_proto) or a POP3 session
+ * (pop3_proto over pop3_store) glued to a libevent bufferevent, plain or
+ * TLS, with SMTP deliveries running on the worker's deliverer threads.  The supervisor forks it after building
  * everything it needs (config, TLS context, user database) so that a
  * broken reload never reaches a running worker.
  *
@@ -26,10 +26,18 @@
 #include "tls.h"
 #include "users.h"
 
+/* What a listening socket serves. */
+enum srv_service {
+    SRV_SERVICE_SMTP = 0,       /* kind says which SMTP listener */
+    SRV_SERVICE_POP3,           /* 110: STLS */
+    SRV_SERVICE_POP3S,          /* 995: implicit TLS */
+};
+
 /* One bound listening socket. */
 struct srv_listener {
     int fd;
-    enum smtp_listener kind;
+    enum srv_service service;
+    enum smtp_listener kind;    /* SMTP only */
     char *addr;                 /* address literal as configured */
     unsigned port;
 };

@@ -198,7 +198,10 @@ pop3_uidl_format = %08Xu%08Xv
     def deliver(self, user, data, name=None):
         """Put a message into the user's INBOX new/ (tmp + rename)."""
         md = self.maildir(user)
-        name = name or "%d.M%dP%d.test" % (time.time(), time.monotonic_ns() % 10**9, os.getpid())
+        # Names sort in delivery order (seconds, then a counter in the
+        # microseconds field), so the UIDs a server gives follow it too.
+        self._seq = getattr(self, "_seq", 0) + 1
+        name = name or "%d.M%06dP%d.test" % (time.time(), self._seq, os.getpid())
         tmp = os.path.join(md, "tmp", name)
         with open(tmp, "wb") as f:
             f.write(data)

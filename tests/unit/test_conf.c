@@ -109,6 +109,7 @@ static char *field(const struct conf *c, const char *name)
     if (strcmp(name, "listen") == 0)
         return join(c->listen, c->n_listen);
     U(port_offset); U(smtp_port); U(submission_port); U(submissions_port);
+    U(pop3_port); U(pop3s_port);
     S(run_user); S(pid_file); U(workers); U(delivery_threads);
     S(users_file); S(aliases_file); S(maildir_template); S(queue_dir);
     S(tls_cert); S(tls_key);
@@ -259,7 +260,11 @@ static const struct set_case sets[] = {
     {"port_offset 10000", "submissions_port", "10465"},
     {"port_offset 10000\nsmtp_port 2525", "smtp_port", "2525"},
     {"port_offset 10000\nsmtp_port 2525", "submission_port", "10587"},
-    {"port_offset 64948", "submission_port", "65535"},
+    {"port_offset 10000", "pop3_port", "10110"},
+    {"port_offset 10000", "pop3s_port", "10995"},
+    {"pop3_port 0", "pop3_port", "0"},
+    {"port_offset 64540", "pop3s_port", "65535"},
+    {"port_offset 64948\npop3s_port 2995", "submission_port", "65535"},
     {"smtp_port 0", "smtp_port", "0"},
     {"submission_port 0\nsubmissions_port 0", "submissions_port", "0"},
     {"run_user root", "run_user", "root"},
@@ -384,10 +389,14 @@ static const struct error_case errors[] = {
      "@F@:5: port_offset: 587 + 65100 is beyond port 65535 (set submission_port or a "
      "smaller offset)\n"
      "@F@:5: port_offset: 465 + 65100 is beyond port 65535 (set submissions_port or a "
+     "smaller offset)\n"
+     "@F@:5: port_offset: 995 + 65100 is beyond port 65535 (set pop3s_port or a "
      "smaller offset)"},
-    {"port_offset 65511\nsubmission_port 2587\nsubmissions_port 2465",
+    {"port_offset 65511\nsubmission_port 2587\nsubmissions_port 2465\npop3_port 2110\n"
+     "pop3s_port 2995",
      "@F@:5: port_offset: 25 + 65511 is beyond port 65535 (set smtp_port or a smaller "
      "offset)"},
+    {"port_offset 100\nsmtp_port 210", "@F@:6: smtp_port and pop3_port are both port 210"},
     {"port_offset 70000", "@F@:5: port_offset: expects a number from 0 to 65535, not '70000'"},
     {"smtp_port 2525\nsubmission_port 2525",
      "@F@:6: smtp_port and submission_port are both port 2525"},
