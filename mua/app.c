@@ -17,6 +17,7 @@
 #include "editor.h"
 #include "fetch.h"
 #include "imap.h"
+#include "imap_folders.h"
 #include "format.h"
 #include "mailbox.h"
 #include "mailcap.h"
@@ -52,6 +53,25 @@ struct app {
     char last_error[ERR_TEXT_MAX];  /* why the last open failed */
     int last_key;                /* the key that completed the last function */
     time_t last_check;
+
+    /* `mailboxes` on IMAP servers: STATUS on the new-mail timer */
+    time_t last_poll;
+    struct imap_poll *polls;
+    size_t n_polls;
+    struct imap_poll_conn *poll_conns;
+    size_t n_poll_conns;
+};
+
+struct imap_poll {
+    char *url;
+    bool known;
+    uint32_t messages, recent;
+};
+
+struct imap_poll_conn {
+    char *account;
+    struct imap_conn *c;
+    time_t failed_at;            /* 0, or when connecting last failed */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -869,6 +889,121 @@ static int sync_mailbox(struct app *a, bool asking)
     return 0;
 }
 
+static bool same_imap_folder(const char *x, const char *y);
+
+/* The connection polls use for the account of u, connected when needed;
+ * NULL (and nothing shown) when the account cannot be reached: it is
+ * tried again after a minute. */
+static struct imap_conn *poll_conn(struct app *a, const struct imap_url *u)
+{
+    char *account = imap_url_account(u, u->user);
+    struct imap_poll_conn *pc = NULL;
+    time_t now = time(NULL);
+    time_t pause = a->cfg->opt.mail_check > 60 ? (time_t)a->cfg->opt.mail_check : 60;
+    struct err e;
+
+    for (size_t i = 0; i < a->n_poll_conns; i++)
+        if (strcmp(a->poll_conns[i].account, account) == 0)
+            pc = &a->poll_conns[i];
+    if (!pc) {
+        a->poll_conns = xreallocarray(a->poll_conns, a->n_poll_conns + 1, sizeof *a->poll_conns);
+        pc = &a->poll_conns[a->n_poll_conns++];
+        pc->account = account;
+        pc->c = NULL;
+        pc->failed_at = 0;
+    } else {
+        free(account);
+    }
+    if (pc->c && imap_usable(pc->c))
+        return pc->c;
+    imap_close(pc->c);
+    pc->c = NULL;
+    if (pc->failed_at && now - pc->failed_at < pause)
+        return NULL;
+    imap_settings_from_config(a->cfg);
+    if (imap_connect(u, imap_settings_get(), &pc->c, &e) < 0) {
+        pc->failed_at = now;
+        pc->c = NULL;
+        return NULL;
+    }
+    pc->failed_at = 0;
+    return pc->c;
+}
+
+static void poll_free(struct app *a)
+{
+    for (size_t i = 0; i < a->n_polls; i++)
+        free(a->polls[i].url);
+    free(a->polls);
+    for (size_t i = 0; i < a->n_poll_conns; i++) {
+        imap_close(a->poll_conns[i].c);
+        free(a->poll_conns[i].account);
+    }
+    free(a->poll_conns);
+    a->polls = NULL;
+    a->poll_conns = NULL;
+    a->n_polls = a->n_poll_conns = 0;
+}
+
+/* STATUS of the `mailboxes` that are IMAP folders (not the open one), no
+ * more often than $mail_check; says which got new mail. */
+static void poll_mailboxes(struct app *a, bool forced)
+{
+    time_t now = time(NULL);
+    struct buf names = BUF_INIT;
+    size_t n_new = 0;
+
+    if (!forced && (a->cfg->opt.mail_check <= 0 || now - a->last_poll < a->cfg->opt.mail_check))
+        return;
+    a->last_poll = now;
+    for (size_t i = 0; i < a->cfg->n_mailboxes; i++) {
+        const struct config_mailbox *cm = &a->cfg->mailboxes[i];
+        char *url = config_mailbox_path(a->cfg, cm->path);
+        struct imap_poll *p = NULL;
+        struct imap_folder f;
+        struct imap_url u;
+        struct imap_conn *c;
+        struct err e;
+
+        if (!imap_url_is(url) || (a->mb && same_imap_folder(a->mb->path, url)) ||
+            imap_url_parse(url, &u, NULL) < 0) {
+            free(url);
+            continue;
+        }
+        for (size_t k = 0; k < a->n_polls; k++)
+            if (strcmp(a->polls[k].url, url) == 0)
+                p = &a->polls[k];
+        if (!p) {
+            a->polls = xreallocarray(a->polls, a->n_polls + 1, sizeof *a->polls);
+            p = &a->polls[a->n_polls++];
+            memset(p, 0, sizeof *p);
+            p->url = xstrdup(url);
+        }
+        memset(&f, 0, sizeof f);
+        c = poll_conn(a, &u);
+        if (c && imap_folders_status(c, u.folder, &f, &e) == 0) {
+            bool fresh = p->known ? f.messages > p->messages : f.recent > 0;
+            if (fresh) {
+                const char *label = cm->label ? cm->label : url;
+                if ((n_new && buf_puts(&names, ", ") < 0) || buf_puts(&names, label) < 0)
+                    die("poll: unbounded buffer refused data");
+                n_new++;
+            }
+            p->known = true;
+            p->messages = f.messages;
+            p->recent = f.recent;
+        }
+        imap_url_free(&u);
+        free(url);
+    }
+    if (n_new) {
+        char *safe = sanitize_term_dup(buf_cstr(&names), names.len, 0);
+        ui_message("New mail in %s.", safe);
+        free(safe);
+    }
+    buf_free(&names);
+}
+
 static void check_new_mail(struct app *a, bool forced)
 {
     struct err e;
@@ -891,6 +1026,7 @@ static void check_new_mail(struct app *a, bool forced)
     } else if (forced) {
         ui_message("No new mail.");
     }
+    poll_mailboxes(a, forced);
 }
 
 /* ---- fetch-mail ------------------------------------------------------- */
@@ -2662,12 +2798,142 @@ out:
     compose_state_free(&c);
 }
 
-/* The postponed message chosen by the user, as a draft; *path gets its file
- * so that it can be removed once the message is sent or postponed again. */
-static int recall_pick(struct app *a, struct compose_state *c, char **path)
+/* Where a recalled message came from, so that it can be removed once the
+ * message is sent or postponed again: a Maildir file, or a UID of an IMAP
+ * folder (valid while the folder keeps its UIDVALIDITY). */
+struct recall_src {
+    char *path;
+    char *url;
+    uint32_t uidvalidity, uid;
+};
+
+/* The user's choice among n entries listed in l (no choosing when there
+ * is one): its index, or -1. */
+static long recall_choose(struct app *a, struct list *l, size_t n)
+{
+    if (n == 1)
+        return 0;
+    for (;;) {
+        list_draw(l, "Postponed messages", "---Postponed---  (Enter recall, q back)");
+        int op = read_op(a, MENU_GENERIC, -1);
+        if (op == -1 || op == -2)
+            continue;
+        if (op == OP_EXIT || op == OP_QUIT)
+            return -1;
+        if (op == OP_SELECT_ENTRY)
+            return (long)l->cursor;
+        list_move(l, op);
+    }
+}
+
+/* recall_pick from an IMAP folder. */
+static int recall_pick_imap(struct app *a, struct compose_state *c, const char *url,
+                            struct recall_src *src)
+{
+    struct imap_summary_list sl;
+    struct imap_url u;
+    struct imap_conn *conn;
+    struct buf raw = BUF_INIT;
+    struct message *m = NULL;
+    struct list l;
+    struct err e;
+    size_t *idx, n = 0;
+    long chosen;
+    int rc = -1;
+
+    imap_settings_from_config(a->cfg);
+    if (imap_folders_connect(url, &u, &conn, &e) < 0) {
+        ui_error("%s", e.text);
+        return -1;
+    }
+    if (imap_folders_summaries(conn, u.folder, &sl, &e) < 0) {
+        if (e.code == ERR_PROTO)
+            ui_error("No postponed messages.");
+        else
+            ui_error("%s", e.text);
+        imap_close(conn);
+        imap_url_free(&u);
+        return -1;
+    }
+    idx = XNEWARRAY(size_t, sl.n ? sl.n : 1);
+    memset(&l, 0, sizeof l);
+    l.cursor_line = true;
+    for (size_t i = 0; i < sl.n; i++) {
+        if (sl.v[i].flags & MSG_TRASHED)
+            continue;            /* marked for deletion */
+        char *line = xasprintf("%3zu  %s", n + 1, *sl.v[i].subject ? sl.v[i].subject : "(no subject)");
+        list_add(&l, line);
+        free(line);
+        idx[n++] = i;
+    }
+    if (n == 0) {
+        ui_error("No postponed messages.");
+        goto out;
+    }
+    chosen = recall_choose(a, &l, n);
+    if (chosen < 0)
+        goto out;
+    const struct imap_summary *pick = &sl.v[idx[chosen]];
+    if (imap_folders_fetch(conn, u.folder, sl.uidvalidity, pick->uid, &raw, &e) < 0 ||
+        message_parse(raw.data ? raw.data : "", raw.len, NULL, &m, &e) < 0 ||
+        draft_from_stored(c, m, &e) < 0) {
+        ui_error("%s", e.text);
+        goto out;
+    }
+    src->url = xstrdup(url);
+    src->uidvalidity = sl.uidvalidity;
+    src->uid = pick->uid;
+    rc = 0;
+out:
+    message_free(m);
+    buf_free(&raw);
+    list_free(&l);
+    free(idx);
+    imap_summary_list_free(&sl);
+    imap_close(conn);
+    imap_url_free(&u);
+    return rc;
+}
+
+/* The recalled message's old copy goes: the message was sent or postponed
+ * anew. */
+static void recall_remove(struct app *a, const struct recall_src *src)
+{
+    struct imap_url u;
+    struct imap_conn *conn;
+    struct err e;
+
+    if (src->path) {
+        unlink(src->path);
+        return;
+    }
+    if (!src->url)
+        return;
+    imap_settings_from_config(a->cfg);
+    if (imap_folders_connect(src->url, &u, &conn, &e) < 0) {
+        ui_error("The recalled draft is still in the postponed folder: %s", e.text);
+        return;
+    }
+    if (imap_folders_remove(conn, u.folder, src->uidvalidity, src->uid, &e) < 0)
+        ui_error("The recalled draft is still in the postponed folder: %s", e.text);
+    imap_close(conn);
+    imap_url_free(&u);
+}
+
+/* The postponed message chosen by the user, as a draft; src tells where it
+ * is kept, so that it can be removed once the message is sent or postponed
+ * again. */
+static int recall_pick(struct app *a, struct compose_state *c, struct recall_src *src)
 {
     const char *box = a->cfg->opt.postponed && *a->cfg->opt.postponed ? a->cfg->opt.postponed
                                                                         : "+Drafts";
+    char **path = &src->path;
+    if (outbox_is_imap(a->cfg, box)) {
+        char *url = config_mailbox_path(a->cfg, box);
+        int rc = recall_pick_imap(a, c, url, src);
+        free(url);
+        return rc;
+    }
     struct maildir_folder *f;
     struct maildir_scan *scan;
     struct err e;
@@ -2753,11 +3019,11 @@ out:
 static void recall_mail(struct app *a)
 {
     struct compose_state c;
-    char *old = NULL;
+    struct recall_src src = {NULL, NULL, 0, 0};
 
     memset(&c, 0, sizeof c);
     draft_init(&c.d);
-    if (recall_pick(a, &c, &old) < 0) {
+    if (recall_pick(a, &c, &src) < 0) {
         compose_state_free(&c);
         return;
     }
@@ -2767,7 +3033,8 @@ static void recall_mail(struct app *a)
         editor_draft_create(t.data ? t.data : "", t.len, &c.path, &e) < 0) {
         ui_error("Could not make a draft file.");
         buf_free(&t);
-        free(old);
+        free(src.path);
+        free(src.url);
         compose_state_free(&c);
         return;
     }
@@ -2775,10 +3042,11 @@ static void recall_mail(struct app *a)
     int sent = compose_screen(a, &c);
     /* the recalled copy goes once the message was sent or postponed anew */
     if (sent == 1 || c.postponed)
-        unlink(old);
+        recall_remove(a, &src);
     if (c.path)
         unlink(c.path);
-    free(old);
+    free(src.path);
+    free(src.url);
     compose_state_free(&c);
 }
 
@@ -3415,9 +3683,254 @@ static void browser_fill(struct app *a, const char *root, struct list *l, struct
     maildir_close(md);
 }
 
+/* ---- the folder browser over IMAP ---------------------------------------------- */
+
+/* The account the browser lists when $folder is an IMAP URL, else the one
+ * of the open mailbox when that is IMAP; NULL for Maildir.  xmalloc'd. */
+static char *browser_imap_root(struct app *a)
+{
+    char *root = folder_root(a);
+
+    if (imap_url_is(root))
+        return root;
+    free(root);
+    if (a->mb && imap_url_is(a->mb->path))
+        return xstrdup(a->mb->path);
+    return NULL;
+}
+
+/* Whether two IMAP URLs name the same folder of the same server. */
+static bool same_imap_folder(const char *x, const char *y)
+{
+    struct imap_url u, v;
+    bool same = false;
+
+    if (!imap_url_is(x) || !imap_url_is(y) || imap_url_parse(x, &u, NULL) < 0)
+        return false;
+    if (imap_url_parse(y, &v, NULL) == 0) {
+        same = u.tls == v.tls && u.port == v.port && strcasecmp(u.host, v.host) == 0 &&
+               (strcmp(u.folder, v.folder) == 0 ||
+                (strcasecmp(u.folder, "INBOX") == 0 && strcasecmp(v.folder, "INBOX") == 0));
+        imap_url_free(&v);
+    }
+    imap_url_free(&u);
+    return same;
+}
+
+static const char *special_name(unsigned su)
+{
+    return su & IMAP_SU_SENT ? " (sent)" : su & IMAP_SU_DRAFTS ? " (drafts)"
+         : su & IMAP_SU_TRASH ? " (trash)" : su & IMAP_SU_JUNK ? " (junk)"
+         : su & IMAP_SU_ARCHIVE ? " (archive)" : su & IMAP_SU_ALL ? " (all)"
+         : su & IMAP_SU_FLAGGED ? " (flagged)" : "";
+}
+
+struct imap_browse {
+    struct imap_url u;           /* the account (folder part unused) */
+    char *account_url;
+    struct imap_conn *c;
+    struct imap_folder_list fl;
+    bool subscribed_only;
+};
+
+/* (Re)connect when the connection is gone.  0 or -1 (shown). */
+static int imap_browse_conn(struct app *a, struct imap_browse *b)
+{
+    struct err e;
+
+    if (b->c && imap_usable(b->c))
+        return 0;
+    imap_close(b->c);
+    b->c = NULL;
+    imap_settings_from_config(a->cfg);
+    if (imap_connect(&b->u, imap_settings_get(), &b->c, &e) < 0) {
+        ui_error("%s", e.text);
+        return -1;
+    }
+    return 0;
+}
+
+/* INBOX first, then by name: a hierarchy stays together. */
+static int cmp_imap_folder(const void *x, const void *y)
+{
+    const struct imap_folder *f = x, *g = y;
+    bool fi = strcmp(f->wire, "INBOX") == 0, gi = strcmp(g->wire, "INBOX") == 0;
+
+    if (fi != gi)
+        return fi ? -1 : 1;
+    return strcmp(f->wire, g->wire);
+}
+
+static void imap_browse_fill(struct app *a, struct imap_browse *b, struct list *l)
+{
+    struct err e;
+
+    list_free(l);
+    l->cursor_line = true;
+    imap_folder_list_free(&b->fl);
+    if (imap_browse_conn(a, b) < 0)
+        return;
+    if (imap_folders_list(b->c, IMAP_LIST_STATUS | (b->subscribed_only ? IMAP_LIST_SUBSCRIBED : 0),
+                          &b->fl, &e) < 0) {
+        ui_error("%s", e.text);
+        return;
+    }
+    qsort(b->fl.v, b->fl.n, sizeof *b->fl.v, cmp_imap_folder);
+    for (size_t i = 0; i < b->fl.n; i++) {
+        const struct imap_folder *f = &b->fl.v[i];
+        char *url = imap_folder_url(&b->u, f->wire);
+        bool here = a->mb && same_imap_folder(a->mb->path, url);
+        char *name = xasprintf("%s%s", f->display, special_name(f->special));
+        size_t w = sanitize_width(name, strlen(name));
+        int pad = w < 40 ? (int)(40 - w) : 0;
+        char *line;
+
+        /* padded by display width, not bytes: names are UTF-8 */
+        if (f->attrs & IMAP_FA_NOSELECT)
+            line = xasprintf("%c %s%*s %s", here ? '*' : ' ', name, pad, "", "(holds no mail)");
+        else if (f->has_status)
+            line = xasprintf("%c %s%*s %6u new %7u total", here ? '*' : ' ', name, pad, "",
+                             f->unseen, f->messages);
+        else
+            line = xasprintf("%c %s", here ? '*' : ' ', name);
+        list_add(l, line);
+        if (here)
+            l->cursor = i;
+        free(line);
+        free(name);
+        free(url);
+    }
+    if (b->fl.n_skipped)
+        ui_error("%zu folder%s with unusable names not shown.", b->fl.n_skipped,
+                 b->fl.n_skipped == 1 ? "" : "s");
+}
+
+/* The browser for an IMAP account: the server's folders with counts.
+ * Returns the URL chosen (malloc'd) or NULL. */
+static char *browser_imap(struct app *a, const char *root)
+{
+    struct imap_browse b;
+    struct list l;
+    struct err e;
+    char *chosen = NULL, *title, *safe_title;
+
+    memset(&b, 0, sizeof b);
+    memset(&l, 0, sizeof l);
+    if (imap_url_parse(root, &b.u, &e) < 0) {
+        ui_error("%s", e.text);
+        return NULL;
+    }
+    b.account_url = imap_url_account(&b.u, b.u.user);
+    title = xasprintf("Mailboxes in %s", b.account_url);
+    safe_title = sanitize_term_dup(title, strlen(title), 0);
+    free(title);
+    imap_browse_fill(a, &b, &l);
+    for (;;) {
+        list_draw(&l, safe_title, b.subscribed_only
+                      ? "---Subscribed---  (Enter open, C create, d delete, r rename, s/u subscribe, T all, q back)"
+                      : "---Mailboxes---  (Enter open, C create, d delete, r rename, s/u subscribe, T subscribed, q back)");
+        int op = read_op(a, MENU_BROWSER, -1);
+        if (op == -1 || op == -2)
+            continue;
+        if (op == OP_EXIT || op == OP_QUIT)
+            break;
+        if (list_move(&l, op))
+            continue;
+        const struct imap_folder *f = l.cursor < b.fl.n ? &b.fl.v[l.cursor] : NULL;
+        int rc = -1;
+        char *typed = NULL, *wire = NULL;
+        switch (op) {
+        case OP_SELECT_ENTRY: case OP_DESCEND_DIRECTORY: case OP_VIEW_FILE:
+        case OP_DISPLAY_MESSAGE:
+            if (!f)
+                continue;
+            if (f->attrs & IMAP_FA_NOSELECT) {
+                ui_error("This folder holds no mail.");
+                continue;
+            }
+            chosen = imap_folder_url(&b.u, f->wire);
+            break;
+        case OP_CHECK_NEW:
+            imap_browse_fill(a, &b, &l);
+            continue;
+        case OP_TOGGLE_SUBSCRIBED:
+            b.subscribed_only = !b.subscribed_only;
+            imap_browse_fill(a, &b, &l);
+            l.cursor = 0;
+            continue;
+        case OP_SUBSCRIBE: case OP_UNSUBSCRIBE:
+            if (!f || imap_browse_conn(a, &b) < 0)
+                continue;
+            if (imap_folders_subscribe(b.c, f->wire, op == OP_SUBSCRIBE, &e) < 0)
+                ui_error("%s", e.text);
+            else
+                ui_message(op == OP_SUBSCRIBE ? "Subscribed." : "Unsubscribed.");
+            imap_browse_fill(a, &b, &l);
+            continue;
+        case OP_CREATE_MAILBOX: case OP_RENAME_MAILBOX: case OP_DELETE_MAILBOX:
+            if (op != OP_CREATE_MAILBOX && (!f || strcmp(f->wire, "INBOX") == 0)) {
+                ui_error("INBOX cannot be deleted or renamed.");
+                continue;
+            }
+            if (op == OP_DELETE_MAILBOX) {
+                char *q = xasprintf("Really delete mailbox \"%s\"?", f->display);
+                int yes = ui_yesno(q, 0);
+                free(q);
+                if (yes != 1)
+                    continue;
+            } else if (ui_prompt(op == OP_CREATE_MAILBOX ? "Create mailbox: " : "Rename mailbox to: ",
+                                 op == OP_RENAME_MAILBOX ? f->display : NULL, NULL, NULL,
+                                 &typed) < 0) {
+                continue;
+            }
+            if (op != OP_DELETE_MAILBOX && !(wire = imap_folder_wire(typed, &e))) {
+                ui_error("%s", e.text);
+            } else if (imap_browse_conn(a, &b) == 0) {
+                if (op == OP_CREATE_MAILBOX)
+                    rc = imap_folders_create(b.c, wire, &e);
+                else if (op == OP_RENAME_MAILBOX)
+                    rc = imap_folders_rename(b.c, f->wire, wire, &e);
+                else
+                    rc = imap_folders_delete(b.c, f->wire, &e);
+                if (rc < 0)
+                    ui_error("%s", e.text);
+                else
+                    ui_message("Done.");
+            }
+            free(typed);
+            free(wire);
+            imap_browse_fill(a, &b, &l);
+            if (l.cursor >= l.n)
+                l.cursor = l.n ? l.n - 1 : 0;
+            continue;
+        case OP_HELP:
+            show_help(a, MENU_BROWSER);
+            continue;
+        default:
+            ui_error("Function not permitted here.");
+            continue;
+        }
+        if (chosen)
+            break;
+    }
+    imap_folder_list_free(&b.fl);
+    imap_close(b.c);
+    imap_url_free(&b.u);
+    free(b.account_url);
+    free(safe_title);
+    list_free(&l);
+    return chosen;
+}
+
 /* Returns the path chosen (malloc'd) or NULL. */
 static char *browser(struct app *a)
 {
+    char *imap_root = browser_imap_root(a);
+    if (imap_root) {
+        char *chosen = browser_imap(a, imap_root);
+        free(imap_root);
+        return chosen;
+    }
     char *root = folder_root(a);
     struct list l;
     struct folder_row *rows = NULL;
@@ -3769,6 +4282,7 @@ int app_run(struct config *cfg, const struct app_opts *opts)
                  cfg->diag.n > 1 ? " (and more: correo -D lists them)" : "");
     index_loop(&a);
     ui_end();
+    poll_free(&a);
     close_mailbox(&a);
     pattern_free(a.search);
     free(a.search_text);

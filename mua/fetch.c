@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,12 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#ifdef HAVE_NOTMUCH
+#include <notmuch.h>
+#if !LIBNOTMUCH_CHECK_VERSION(5, 4, 0)
+#error "notmuch=index needs libnotmuch 5.4 (notmuch 0.32) or later"
+#endif
+#endif
 
 #include "buf.h"
 #include "child.h"
@@ -307,12 +314,34 @@ int fetch_account_parse(const struct config_account *ca, struct fetch_account *a
                 goto bad;
             }
             a->timeout_ms = (int)(secs * 1000);
+        } else if (strcmp(k, "notmuch") == 0) {
+            if (strcmp(v, "no") == 0) {
+                a->notmuch = FETCH_NOTMUCH_NO;
+            } else if (strcmp(v, "new") == 0) {
+                a->notmuch = FETCH_NOTMUCH_NEW;
+            } else if (strcmp(v, "index") == 0) {
+#ifdef HAVE_NOTMUCH
+                a->notmuch = FETCH_NOTMUCH_INDEX;
+#else
+                err_set(e, ERR_PARSE, "notmuch=index needs a correo built with notmuch "
+                                      "(notmuch=new runs the notmuch command instead)");
+                goto bad;
+#endif
+            } else {
+                err_set(e, ERR_PARSE, "notmuch: expected no, new or index, got \"%s\"", v);
+                goto bad;
+            }
         } else {
             err_set(e, ERR_PARSE, "unknown key \"%s\" (pop accounts know folder, keep, pass, "
                                   "pass_cmd, tls, tls_fingerprint, tls_ca_file, filter, "
-                                  "max_size, timeout)", k);
+                                  "max_size, timeout, notmuch)", k);
             goto bad;
         }
+    }
+    if (a->notmuch == FETCH_NOTMUCH_INDEX && a->filter != NULL) {
+        err_set(e, ERR_PARSE, "notmuch=index cannot index what a filter delivers "
+                              "(notmuch=new runs the notmuch command instead)");
+        goto bad;
     }
     (void)tls_set;
     return 0;
@@ -984,6 +1013,22 @@ static void step(const char *name)
 
 /* ---- one account --------------------------------------------------------- */
 
+/* What the accounts of a run leave for notmuch. */
+struct fetch_nm {
+    char **paths;                  /* files delivered by notmuch=index accounts */
+    size_t n, cap;
+    bool run_new;                  /* a notmuch=new account delivered something */
+};
+
+static void nm_add(struct fetch_nm *nm, char *path)
+{
+    if (nm->n == nm->cap) {
+        nm->cap = nm->cap ? nm->cap * 2 : 64;
+        nm->paths = xreallocarray(nm->paths, nm->cap, sizeof(*nm->paths));
+    }
+    nm->paths[nm->n++] = path;
+}
+
 struct run {
     const struct config *cfg;
     const struct fetch_account *a;
@@ -991,6 +1036,8 @@ struct run {
     char *label;                   /* "user@host", sanitized */
     struct fetch_state *st;
     struct maildir_folder *folder;
+    char *folder_abs;              /* the folder's path, absolute */
+    struct fetch_nm *nm;
     int tmp_fd, new_fd;
     struct pop3 *pop;
     struct pop3_msg *msgs;
@@ -1196,6 +1243,9 @@ static int batch_commit(struct run *r, const size_t *idx, struct err *e)
         if (r->ok[i]) {
             fetch_state_set(r->st, m->uidl, FETCH_DONE, first, r->names[i]);
             r->n_new++;
+            /* durable in new/ since the fsync above: notmuch may have it */
+            if (r->a->notmuch == FETCH_NOTMUCH_INDEX)
+                nm_add(r->nm, xasprintf("%s/new/%s", r->folder_abs, r->names[i]));
         } else {
             fetch_state_set(r->st, m->uidl, FETCH_SEEN, first, NULL);
             r->n_failed++;
@@ -1587,6 +1637,16 @@ static int open_folder(struct run *r, struct err *e)
     free(path);
     if (rc < 0)
         return -1;
+    if (r->folder->path[0] == '/') {
+        r->folder_abs = xstrdup(r->folder->path);
+    } else {
+        char *cwd = getcwd(NULL, 0);
+
+        if (cwd == NULL)
+            return err_sys(e, "getcwd");
+        r->folder_abs = xasprintf("%s/%s", cwd, r->folder->path);
+        free(cwd);
+    }
     path = xasprintf("%s/tmp", r->folder->path);
     r->tmp_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(path);
@@ -1771,7 +1831,7 @@ out:
 }
 
 static int account_run(const struct config *cfg, const struct config_account *ca,
-                       const struct fetch_ui *ui, size_t *n_new)
+                       const struct fetch_ui *ui, struct fetch_nm *nm, size_t *n_new)
 {
     struct fetch_account a;
     struct run r;
@@ -1792,6 +1852,7 @@ static int account_run(const struct config *cfg, const struct config_account *ca
     r.cfg = cfg;
     r.a = &a;
     r.ui = ui;
+    r.nm = nm;
     r.tmp_fd = r.new_fd = -1;
     r.now = time(NULL);
     {
@@ -1822,6 +1883,8 @@ static int account_run(const struct config *cfg, const struct config_account *ca
         say(&r, true, "%s", e.text);
     if (n_new)
         *n_new += r.n_new;
+    if (a.notmuch == FETCH_NOTMUCH_NEW && r.n_new > 0)
+        nm->run_new = true;
     pop3_close(r.pop);
     free(r.msgs);
     fetch_state_close(r.st);
@@ -1830,6 +1893,7 @@ static int account_run(const struct config *cfg, const struct config_account *ca
     if (r.new_fd >= 0)
         close(r.new_fd);
     maildir_folder_close(r.folder);
+    free(r.folder_abs);
     buf_free(&r.wbuf);
     free(r.names);
     free(r.fds);
@@ -1840,10 +1904,241 @@ static int account_run(const struct config *cfg, const struct config_account *ca
     return status;
 }
 
+/* ---- notmuch ------------------------------------------------------------- */
+
+int fetch_notmuch_new(int timeout_ms, struct err *e)
+{
+    const char *argv[] = {"notmuch", "new", "--quiet", NULL};
+    struct buf out, errout;
+    struct child c;
+    int rc = 0;
+
+    buf_init(&out, CHILD_OUTPUT_MAX);
+    buf_init(&errout, CHILD_OUTPUT_MAX);
+    memset(&c, 0, sizeof(c));
+    c.argv = argv;
+    c.out = &out;
+    c.errout = &errout;
+    c.timeout_ms = timeout_ms;
+    if (child_run(&c, e) < 0) {
+        err_prefix(e, "notmuch new");
+        rc = -1;
+    } else if (c.timed_out || c.signal != 0 || c.status != 0) {
+        rc = child_err(e, "notmuch new", &c, (unsigned)timeout_ms);
+    }
+    buf_free(&out);
+    buf_free(&errout);
+    return rc;
+}
+
+#ifdef HAVE_NOTMUCH
+
+/* The first line of a libnotmuch message (NULL or empty: the status),
+ * sanitized for display. */
+static void nm_message(struct buf *b, const char *msg, notmuch_status_t st)
+{
+    size_t n = msg != NULL ? strcspn(msg, "\n") : 0;
+
+    if (n > 0)
+        display_lines(b, msg, n);
+    else
+        display_lines(b, notmuch_status_to_string(st), strlen(notmuch_status_to_string(st)));
+}
+
+/* What `notmuch new` does to a message new to the database: with
+ * synchronize_flags the tags of its Maildir flags, then new.tags ("unread"
+ * only when no file of it is marked seen). */
+static notmuch_status_t nm_tag_new(notmuch_message_t *m, char *const *tags, size_t n_tags,
+                                   bool sync_flags)
+{
+    notmuch_status_t st = notmuch_message_freeze(m);
+
+    if (st != NOTMUCH_STATUS_SUCCESS)
+        return st;
+    if (sync_flags)
+        st = notmuch_message_maildir_flags_to_tags(m);
+    for (size_t i = 0; i < n_tags && st == NOTMUCH_STATUS_SUCCESS; i++) {
+        notmuch_bool_t seen = FALSE;
+
+        if (strcmp(tags[i], "unread") == 0 &&
+            notmuch_message_has_maildir_flag_st(m, 'S', &seen) == NOTMUCH_STATUS_SUCCESS &&
+            seen)
+            continue;
+        st = notmuch_message_add_tag(m, tags[i]);
+    }
+    if (st == NOTMUCH_STATUS_SUCCESS)
+        return notmuch_message_thaw(m);
+    (void)notmuch_message_thaw(m);
+    return st;
+}
+
+int fetch_notmuch_index(const char *const *paths, size_t n, size_t *n_indexed, struct err *e)
+{
+    notmuch_database_t *db = NULL;
+    notmuch_config_values_t *v;
+    notmuch_bool_t sync_flags = FALSE;
+    notmuch_status_t st;
+    struct buf first = BUF_INIT;
+    char **tags = NULL, *msg = NULL;
+    size_t n_tags = 0, done = 0, failed = 0;
+    int rc = 0;
+
+    if (n_indexed)
+        *n_indexed = 0;
+    if (n == 0)
+        return 0;
+    st = notmuch_database_open_with_config(NULL, NOTMUCH_DATABASE_MODE_READ_WRITE, NULL, NULL,
+                                           &db, &msg);
+    if (st != NOTMUCH_STATUS_SUCCESS) {
+        if (st == NOTMUCH_STATUS_OUT_OF_MEMORY)
+            die("fetch: out of memory in libnotmuch");
+        nm_message(&first, msg, st);
+        err_set(e, st == NOTMUCH_STATUS_NO_CONFIG || st == NOTMUCH_STATUS_NO_DATABASE
+                       ? ERR_NOTFOUND : ERR_IO,
+                "cannot open the notmuch database: %s", buf_cstr(&first));
+        /* Another writer holds the lock: a later run may do. */
+        err_scope(e, ERR_SCOPE_ACCOUNT, st == NOTMUCH_STATUS_XAPIAN_EXCEPTION);
+        free(msg);
+        buf_free(&first);
+        return -1;
+    }
+    free(msg);
+    if (notmuch_config_get_bool(db, NOTMUCH_CONFIG_SYNC_MAILDIR_FLAGS, &sync_flags) !=
+        NOTMUCH_STATUS_SUCCESS)
+        sync_flags = FALSE;
+    for (v = notmuch_config_get_values(db, NOTMUCH_CONFIG_NEW_TAGS);
+         v != NULL && notmuch_config_values_valid(v); notmuch_config_values_move_to_next(v)) {
+        const char *t = notmuch_config_values_get(v);
+
+        if (t == NULL || t[0] == '\0')
+            continue;
+        tags = xreallocarray(tags, n_tags + 1, sizeof(*tags));
+        tags[n_tags++] = xstrdup(t);
+    }
+    if (v != NULL)
+        notmuch_config_values_destroy(v);
+
+    for (size_t i = 0; i < n; i++) {
+        notmuch_message_t *m = NULL;
+
+        st = notmuch_database_index_file(db, paths[i], NULL, &m);
+        if (st == NOTMUCH_STATUS_SUCCESS)
+            st = nm_tag_new(m, tags, n_tags, sync_flags);
+        else if (st == NOTMUCH_STATUS_DUPLICATE_MESSAGE_ID)
+            st = NOTMUCH_STATUS_SUCCESS;   /* already there: left as it is */
+        if (m != NULL)
+            notmuch_message_destroy(m);
+        if (st == NOTMUCH_STATUS_OUT_OF_MEMORY)
+            die("fetch: out of memory in libnotmuch");
+        if (st == NOTMUCH_STATUS_SUCCESS) {
+            done++;
+            continue;
+        }
+        if (failed++ == 0) {
+            const char *why = notmuch_status_to_string(st);
+
+            if (st == NOTMUCH_STATUS_FILE_ERROR) {
+                const char *root = notmuch_config_get(db, NOTMUCH_CONFIG_MAIL_ROOT);
+                size_t rl = root != NULL ? strlen(root) : 0;
+
+                while (rl > 1 && root[rl - 1] == '/')
+                    rl--;
+                if (access(paths[i], R_OK) < 0)
+                    why = strerror(errno);
+                else if (rl > 0 && (strncmp(paths[i], root, rl) != 0 || paths[i][rl] != '/'))
+                    why = "not under the mail root of the notmuch configuration";
+            }
+            display_lines(&first, paths[i], strlen(paths[i]));
+            if (buf_puts(&first, ": ") == 0)
+                display_lines(&first, why, strlen(why));
+        }
+    }
+    st = notmuch_database_destroy(db);
+    if (st != NOTMUCH_STATUS_SUCCESS) {
+        /* The changes may not have been written: count none. */
+        err_set(e, ERR_IO, "closing the notmuch database: %s", notmuch_status_to_string(st));
+        done = 0;
+        rc = -1;
+    } else if (failed > 0) {
+        err_set(e, ERR_IO, "%zu of %zu file%s not indexed, the first: %s", failed, n,
+                n == 1 ? "" : "s", buf_cstr(&first));
+        rc = -1;
+    }
+    if (n_indexed)
+        *n_indexed = done;
+    for (size_t i = 0; i < n_tags; i++)
+        free(tags[i]);
+    free(tags);
+    buf_free(&first);
+    return rc;
+}
+
+#else
+
+int fetch_notmuch_index(const char *const *paths, size_t n, size_t *n_indexed, struct err *e)
+{
+    (void)paths;
+    if (n_indexed)
+        *n_indexed = 0;
+    if (n == 0)
+        return 0;
+    return err_set(e, ERR_UNSUPPORTED, "this correo was built without notmuch");
+}
+
+#endif
+
+static void report_error(const struct fetch_ui *ui, const char *fmt, ...) CORREO_PRINTF(2, 3);
+static void report_error(const struct fetch_ui *ui, const char *fmt, ...)
+{
+    char *text, *shown;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die("vasprintf");
+    shown = sanitize_term_dup(text, strlen(text), 0);
+    if (ui && ui->say)
+        ui->say(ui->ctx, true, shown);
+    free(shown);
+    free(text);
+}
+
+/* After the accounts: index what they delivered, run `notmuch new`.  The
+ * mail is durable and recorded already; a failure here is only reported. */
+static int notmuch_after(struct fetch_nm *nm, const struct fetch_ui *ui)
+{
+    struct err e;
+    int rc = 0;
+
+    err_clear(&e);
+    if (nm->n > 0) {
+        size_t done = 0;
+
+        if (fetch_notmuch_index((const char *const *)nm->paths, nm->n, &done, &e) < 0) {
+            report_error(ui, "notmuch: %s (%zu of %zu delivered message%s not indexed)",
+                         e.text, nm->n - done, nm->n, nm->n == 1 ? "" : "s");
+            rc = -1;
+        }
+    }
+    if (nm->run_new && fetch_notmuch_new(FETCH_NOTMUCH_NEW_TIMEOUT_MS, &e) < 0) {
+        report_error(ui, "%s", e.text);
+        rc = -1;
+    }
+    for (size_t i = 0; i < nm->n; i++)
+        free(nm->paths[i]);
+    free(nm->paths);
+    memset(nm, 0, sizeof(*nm));
+    return rc;
+}
+
 int fetch_run(const struct config *cfg, const char *const *names, size_t n,
               const struct fetch_ui *ui, size_t *n_new)
 {
     bool failed = false, locked = false;
+    struct fetch_nm nm = {0};
     size_t ran = 0;
 
     if (n_new)
@@ -1874,12 +2169,14 @@ int fetch_run(const struct config *cfg, const char *const *names, size_t n,
         if (!wanted)
             continue;
         ran++;
-        st = account_run(cfg, ca, ui, n_new);
+        st = account_run(cfg, ca, ui, &nm, n_new);
         if (st == FETCH_LOCKED)
             locked = true;
         else if (st != FETCH_OK)
             failed = true;
     }
+    if (notmuch_after(&nm, ui) < 0)
+        failed = true;
     if (ran == 0 && n == 0 && ui && ui->say)
         ui->say(ui->ctx, true, "no pop:// or pops:// account is configured");
     if (ran == 0 && n == 0)

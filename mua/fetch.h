@@ -38,6 +38,15 @@
  * n 0 header and their size ("hdr-" and 60 hex digits, "-N" for the Nth
  * message with the same header and size); the run says so
  * once.
+ *
+ * notmuch.  After the accounts of a run, the mail they delivered is made
+ * known to notmuch as each account says (key notmuch): `new` runs the
+ * command `notmuch new` once when such an account delivered something;
+ * `index` (a correo built with libnotmuch) adds exactly the files delivered
+ * into new/ to the database of the notmuch configuration, opened once for
+ * the run.  Either happens after the messages are durable and recorded: a
+ * failure is reported and makes the run fail, but never undoes, repeats or
+ * holds back a delivery or a deletion on the server.
  */
 #ifndef CORREO_FETCH_H
 #define CORREO_FETCH_H
@@ -57,6 +66,12 @@
 #define FETCH_FAILED 1      /* some account failed */
 #define FETCH_USAGE 2
 #define FETCH_LOCKED 75     /* another run holds an account's lock */
+
+enum fetch_notmuch {
+    FETCH_NOTMUCH_NO = 0,   /* leave notmuch alone */
+    FETCH_NOTMUCH_NEW,      /* run `notmuch new` after a run that delivered */
+    FETCH_NOTMUCH_INDEX,    /* index the delivered files through libnotmuch */
+};
 
 enum fetch_keep {
     FETCH_KEEP_YES = 0,     /* leave on the server */
@@ -79,6 +94,7 @@ struct fetch_account {
     char *tls_fingerprint, *tls_ca_file, *filter;
     uint64_t max_size;        /* 0: no limit */
     int timeout_ms;           /* 0: default */
+    enum fetch_notmuch notmuch;
 };
 
 /* Whether url is an account this module handles (pop:// or pops://). */
@@ -86,8 +102,10 @@ bool fetch_is_pop_url(const char *url);
 
 /* Parse a configured account: URL pop://user@host[:port]/ or pops://...,
  * keys folder, keep, pass, pass_cmd, tls, tls_fingerprint, tls_ca_file,
- * filter, max_size, timeout.  Unknown keys and bad values are ERR_PARSE
- * naming them.  Free with fetch_account_free. */
+ * filter, max_size, timeout, notmuch.  Unknown keys and bad values are
+ * ERR_PARSE naming them; so are notmuch=index in a correo built without
+ * notmuch and notmuch=index with a filter (whose deliveries are not known).
+ * Free with fetch_account_free. */
 int fetch_account_parse(const struct config_account *ca, struct fetch_account *out,
                         struct err *e);
 void fetch_account_free(struct fetch_account *a);
@@ -154,11 +172,35 @@ struct fetch_ui {
     void *ctx;
 };
 
-/* Fetch the named accounts (names NULL / n 0: every pop account).  Returns
- * FETCH_OK, FETCH_FAILED (some account failed, or an unknown name),
- * FETCH_LOCKED (some account was locked and nothing else failed).
+/* Fetch the named accounts (names NULL / n 0: every pop account), then do
+ * what their notmuch keys say for what they delivered.  Returns FETCH_OK,
+ * FETCH_FAILED (some account failed, or notmuch did not take what was
+ * delivered), FETCH_USAGE (an unknown name), FETCH_LOCKED (some account
+ * was locked and nothing else failed).
  * *n_new (may be NULL) gets the number of messages delivered. */
 int fetch_run(const struct config *cfg, const char *const *names, size_t n,
               const struct fetch_ui *ui, size_t *n_new);
+
+/* ---- notmuch ------------------------------------------------------------- */
+
+/* How long `notmuch new` may run without printing anything. */
+#define FETCH_NOTMUCH_NEW_TIMEOUT_MS (60 * 60 * 1000)
+
+/* Run `notmuch new --quiet` (notmuch from PATH, no shell, stdin
+ * /dev/null, the environment as it is: $NOTMUCH_CONFIG applies).  0 when
+ * it exited 0; else -1 with what happened (exit status, signal, timeout or
+ * not found) and the start of its stderr in *e. */
+int fetch_notmuch_new(int timeout_ms, struct err *e);
+
+/* Add the message files paths[0..n) (absolute) to the database of the
+ * notmuch configuration ($NOTMUCH_CONFIG, else notmuch's default), opened
+ * read-write once and closed.  A message new to the database gets the
+ * configuration's new.tags (with maildir.synchronize_flags, first the tags
+ * of its Maildir flags, as `notmuch new` does); a file or message already
+ * indexed is left as it is.  Every file is tried; *n_indexed (may be NULL)
+ * counts those that are in the database now.  -1 when the database could
+ * not be opened or closed, or some file could not be indexed (the first
+ * problem and the count in *e).  Without notmuch: ERR_UNSUPPORTED. */
+int fetch_notmuch_index(const char *const *paths, size_t n, size_t *n_indexed, struct err *e);
 
 #endif

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "imap.h"
+#include "imap_folders.h"
 #include "maildir.h"
+#include "msg.h"
 #include "send.h"
 #include "xalloc.h"
 
@@ -170,6 +173,54 @@ int outbox_open_folder(const struct config *cfg, const char *option_value,
     return rc;
 }
 
+bool outbox_is_imap(const struct config *cfg, const char *mailbox)
+{
+    char *path = config_mailbox_path(cfg, mailbox);
+    bool yes = imap_url_is(path);
+
+    free(path);
+    return yes;
+}
+
+/* The message flags (MSG_*) for Maildir flags. */
+static unsigned msg_flags_of(unsigned maildir_flags)
+{
+    unsigned f = 0;
+
+    if (maildir_flags & MAILDIR_F_SEEN)
+        f |= MSG_SEEN;
+    if (maildir_flags & MAILDIR_F_DRAFT)
+        f |= MSG_DRAFT;
+    if (maildir_flags & MAILDIR_F_FLAGGED)
+        f |= MSG_FLAGGED;
+    if (maildir_flags & MAILDIR_F_REPLIED)
+        f |= MSG_REPLIED;
+    return f;
+}
+
+int outbox_file_imap(const struct config *cfg, const char *url, const void *data, size_t len,
+                     unsigned maildir_flags, char **where, struct err *e)
+{
+    struct imap_url u;
+    struct imap_conn *c;
+    uint32_t uid = 0;
+    int rc;
+
+    imap_settings_from_config(cfg);
+    if (imap_folders_connect(url, &u, &c, e) < 0)
+        return -1;
+    rc = imap_folders_append(c, u.folder, data, len, msg_flags_of(maildir_flags), &uid, e);
+    if (rc == 0 && where) {
+        char *folder_url = imap_folder_url(&u, u.folder);
+
+        *where = uid ? xasprintf("%s;UID=%u", folder_url, uid) : xstrdup(folder_url);
+        free(folder_url);
+    }
+    imap_close(c);
+    imap_url_free(&u);
+    return rc;
+}
+
 int outbox_file(const struct config *cfg, const char *mailbox, const struct compose_msg *m,
                 unsigned maildir_flags, char **where, struct err *e)
 {
@@ -178,15 +229,22 @@ int outbox_file(const struct config *cfg, const char *mailbox, const struct comp
     struct maildir_folder *f;
     struct maildir_ref ref = MAILDIR_REF_INIT;
     char *host = host_name(cfg);
+    char *path = config_mailbox_path(cfg, mailbox);
+    bool imap = imap_url_is(path);
     int rc = -1;
 
     memset(&o, 0, sizeof o);
     o.hostname = host;
     o.with_bcc = true;
-    o.lf = true;
+    o.lf = !imap;            /* IMAP wants CRLF, a Maildir file LF */
     o.eightbit_ok = true;
     if (compose_render(m, &o, &data, e) < 0)
         goto out;
+    if (imap) {
+        rc = outbox_file_imap(cfg, path, data.data ? data.data : "", data.len, maildir_flags,
+                              where, e);
+        goto out;
+    }
     if (outbox_open_folder(cfg, mailbox, &f, e) < 0)
         goto out;
     struct maildir_deliver_opts d = {true, maildir_flags, NULL};
@@ -197,6 +255,7 @@ int outbox_file(const struct config *cfg, const char *mailbox, const struct comp
     maildir_folder_close(f);
 out:
     buf_free(&data);
+    free(path);
     free(host);
     return rc;
 }

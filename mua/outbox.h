@@ -3,9 +3,12 @@
  * compose screen or from `correo -s`.
  *
  * Turns a draft into a lib/compose message (aliases expanded), sends it
- * with mua/send per the configuration, and files copies in Maildir folders
- * ($record after sending, $postponed when postponing or when sending
- * failed), creating Maildir++ folders under $folder as needed.
+ * with mua/send per the configuration, and files copies ($record after
+ * sending, $postponed when postponing or when sending failed): in Maildir
+ * folders, creating Maildir++ folders under $folder as needed, or, when the
+ * option names an imap:// or imaps:// folder (directly or as "=Sent" with
+ * an IMAP $folder), by APPEND with \Seen or \Draft (mua/imap_folders),
+ * creating the folder on the server when it is missing.
  */
 #ifndef CORREO_OUTBOX_H
 #define CORREO_OUTBOX_H
@@ -45,9 +48,19 @@ int outbox_send_raw(const struct config *cfg, const char *env_from, const char *
                     size_t n, const char *data, size_t len, struct err *e);
 
 /* Store m (Bcc kept) in the folder named by a mailbox option value
- * ("+Sent", "=.Drafts", a path) with Maildir flags; *where (may be NULL)
- * gets the file's path. */
+ * ("+Sent", "=.Drafts", a path, an imap:// URL) with Maildir flags
+ * (MAILDIR_F_SEEN, MAILDIR_F_DRAFT, ...); *where (may be NULL) gets the
+ * file's path, or for IMAP the folder's URL with ";UID=n" when the server
+ * told the UID (UIDPLUS). */
 int outbox_file(const struct config *cfg, const char *mailbox, const struct compose_msg *m,
                 unsigned maildir_flags, char **where, struct err *e);
+
+/* Whether a mailbox option value names an IMAP folder. */
+bool outbox_is_imap(const struct config *cfg, const char *mailbox);
+
+/* APPEND data[0..len) (CRLF line ends) to the folder at url, with the
+ * connection settings of cfg; *where as for outbox_file. */
+int outbox_file_imap(const struct config *cfg, const char *url, const void *data, size_t len,
+                     unsigned maildir_flags, char **where, struct err *e);
 
 #endif

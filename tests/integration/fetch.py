@@ -15,9 +15,20 @@ every message exactly once in the Maildir and nothing deleted on the
 server that is not in the Maildir.  Small fake POP3 servers (threads in
 this process) play the hostile cases: no STLS, a bad greeting, no UIDL, a
 message larger than LIST said.
+
+notmuch (when the notmuch command is installed), each with a private
+NOTMUCH_CONFIG whose database is the fetch target Maildir: notmuch=index
+makes `notmuch search --output=files tag:inbox` list exactly the downloaded
+files (and a later `notmuch new` finds nothing more); notmuch=new does the
+same through the command, run exactly once with "new --quiet" after a run
+that delivered something and not after one that did not; a broken setup (no
+database; a failing `notmuch new`) is reported with exit 1 while the
+messages stay delivered and are not downloaded again by the next run.  A
+correo built without notmuch refuses notmuch=index at its config line.
 """
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +41,7 @@ from dovecot_fixture import Dovecot, available  # noqa: E402
 
 CORREO, SRCDIR = sys.argv[1], sys.argv[2]
 failures = []
+NOTMUCH_BUILT = [False]   # set by fake_tests
 STEPS = ["after-retr", "after-write", "after-fsync", "after-link", "after-record",
          "after-dele", "before-quit"]
 
@@ -295,9 +307,189 @@ def fake_tests(tmp):
     check(r.returncode == 2 and b"correorc:3" in r.stderr and b"colour" in r.stderr,
           "unknown key: %d %r" % (r.returncode, r.stderr))
 
+    # notmuch: a bad value, index with a filter, and index in a correo
+    # built without notmuch are errors at their line
+    ev.write_rc(["x pop://alice@127.0.0.1:1/ pass=secret notmuch=index"])
+    r = ev.fetch(["x"])
+    if b"built with notmuch" in r.stderr:
+        check(r.returncode == 2 and b"correorc:3" in r.stderr,
+              "notmuch=index without notmuch: %d %r" % (r.returncode, r.stderr))
+        print("correo is built without notmuch: notmuch=index is a config error")
+    else:
+        NOTMUCH_BUILT[0] = True
+    for kv, word in (("notmuch=sometimes", b"sometimes"),
+                     ("notmuch=index filter=procmail",
+                      b"filter" if NOTMUCH_BUILT[0] else b"built with notmuch")):
+        ev.write_rc(["x pop://alice@127.0.0.1:1/ pass=secret " + kv])
+        r = ev.fetch(["x"])
+        check(r.returncode == 2 and b"correorc:3" in r.stderr and word in r.stderr,
+              "%s: %d %r" % (kv, r.returncode, r.stderr))
+
+
+# ---- notmuch after a fetch -------------------------------------------------
+
+def notmuch_tests(tmp, d, ev, pop, fpr):
+    real = shutil.which("notmuch")
+    if real is None:
+        print("notmuch is not installed: the notmuch cases did not run")
+        return
+    base = "pop://bob@127.0.0.1:%d/ pass=pw tls_fingerprint=%s" % (pop, fpr)
+
+    def setup(name, dbpath=None):
+        box = maildir(os.path.join(ev.mail, name))
+        cfg = os.path.join(tmp, "notmuch-config-" + name)
+        with open(cfg, "w") as f:
+            f.write("[database]\npath=%s\n[new]\ntags=inbox;unread;\n"
+                    "[maildir]\nsynchronize_flags=true\n" % (dbpath or box))
+        return box, cfg
+
+    def nm(cfg, *args):
+        return subprocess.run([real] + list(args), capture_output=True, timeout=120,
+                              env=dict(os.environ, NOTMUCH_CONFIG=cfg, HOME=ev.home))
+
+    def nm_files(cfg, query):
+        r = nm(cfg, "search", "--output=files", query)
+        check(r.returncode == 0, "notmuch search %s: %r" % (query, r.stderr))
+        return sorted(l for l in r.stdout.decode().split("\n") if l)
+
+    def deliver(tag, n):
+        ids = set()
+        for i in range(n):
+            data = make_message(i, tag)
+            ids.add(msgid(data))
+            d.deliver("bob", data)
+        return ids
+
+    def once_each(box, ids, what):
+        got = by_id(box)
+        check(set(got) == ids and all(len(v) == 1 for v in got.values()),
+              "%s: %d messages for %d ids" % (what, len(files(box)), len(ids)))
+
+    def clear_server():
+        for f in server_files(d, "bob"):
+            os.unlink(f)
+
+    # 1. notmuch=index: exactly the downloaded files, tagged with new.tags
+    box, cfg = setup("NMI")
+    r = nm(cfg, "new", "--quiet")
+    check(r.returncode == 0, "notmuch new (setup): %r" % r.stderr)
+    if not NOTMUCH_BUILT[0]:
+        print("correo is built without notmuch: only the notmuch=new cases ran")
+    else:
+        ids = deliver("nmi", 6)
+        ev.write_rc(["nmi %s folder=+NMI keep=no notmuch=index" % base])
+        env = {"NOTMUCH_CONFIG": cfg}
+        r = ev.fetch(extra=env)
+        check(r.returncode == 0 and r.stdout == b"bob@127.0.0.1: 6 new messages\n"
+              and r.stderr == b"", "index: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        once_each(box, ids, "index")
+        check(len(files(box)) == 6 and nm_files(cfg, "tag:inbox") == sorted(files(box)),
+              "index: notmuch lists %r, the Maildir has %r"
+              % (nm_files(cfg, "tag:inbox"), files(box)))
+        check(nm_files(cfg, "tag:unread") == sorted(files(box)), "index: not tagged unread")
+        check(nm_files(cfg, "*") == sorted(files(box)), "index: more in the database")
+        r = ev.fetch(extra=env)
+        check(r.returncode == 0 and r.stdout == b"" and r.stderr == b"",
+              "index, nothing new: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        ids |= deliver("nmi2", 2)
+        r = ev.fetch(extra=env)
+        check(r.returncode == 0 and r.stdout == b"bob@127.0.0.1: 2 new messages\n",
+              "index, two more: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        once_each(box, ids, "index, two more")
+        check(len(files(box)) == 8 and nm_files(cfg, "tag:inbox") == sorted(files(box)),
+              "index, two more: notmuch lists %d files" % len(nm_files(cfg, "tag:inbox")))
+        # notmuch's own scan agrees: nothing left for it to add
+        r = nm(cfg, "new")
+        check(r.returncode == 0 and b"No new mail" in r.stdout,
+              "notmuch new after index: %r %r" % (r.stdout, r.stderr))
+        check(nm_files(cfg, "*") == sorted(files(box)), "index: notmuch new changed the set")
+
+        # 2. a broken setup (no database at the Maildir): exit 1, the mail
+        # stays delivered and is not downloaded again
+        bbox, bcfg = setup("NMB")
+        ids = deliver("nmb", 3)
+        ev.write_rc(["nmb %s folder=+NMB notmuch=index" % base])
+        r = ev.fetch(extra={"NOTMUCH_CONFIG": bcfg})
+        check(r.returncode == 1 and r.stdout == b"bob@127.0.0.1: 3 new messages\n"
+              and b"notmuch" in r.stderr and b"database" in r.stderr
+              and b"3 of 3" in r.stderr,
+              "index, no database: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        once_each(bbox, ids, "index, no database")
+        check(len(server_files(d, "bob")) == 3, "index, no database: keep=yes not kept")
+        check(not os.path.exists(os.path.join(bbox, ".notmuch")),
+              "index, no database: a database appeared")
+        r = ev.fetch(extra={"NOTMUCH_CONFIG": bcfg})
+        check(r.returncode == 0 and r.stdout == b"" and r.stderr == b"",
+              "index, no database, next run: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        once_each(bbox, ids, "index, no database, next run")
+        clear_server()
+
+    # 3. notmuch=new: the command (a wrapper that logs, then the real one)
+    nbox, ncfg = setup("NMN")
+    r = nm(ncfg, "new", "--quiet")
+    check(r.returncode == 0, "notmuch new (setup): %r" % r.stderr)
+    bindir = os.path.join(tmp, "nmbin")
+    os.makedirs(bindir)
+    log, failmark = os.path.join(tmp, "nm.log"), os.path.join(tmp, "nm.fail")
+    with open(os.path.join(bindir, "notmuch"), "w") as f:
+        f.write("#!/bin/sh\necho \"$*\" >> %s\n"
+                "if [ -e %s ]; then echo 'simulated failure' >&2; exit 3; fi\n"
+                "exec %s \"$@\"\n" % (log, failmark, real))
+    os.chmod(os.path.join(bindir, "notmuch"), 0o755)
+    env = {"NOTMUCH_CONFIG": ncfg, "PATH": bindir + ":" + os.environ.get("PATH", "")}
+
+    def runs():
+        return open(log).read().split("\n")[:-1] if os.path.exists(log) else []
+
+    ids = deliver("nmn", 5)
+    ev.write_rc(["nmn %s folder=+NMN keep=no notmuch=new" % base])
+    r = ev.fetch(extra=env)
+    check(r.returncode == 0 and r.stdout == b"bob@127.0.0.1: 5 new messages\n"
+          and r.stderr == b"", "new: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    check(runs() == ["new --quiet"], "new: notmuch ran as %r" % runs())
+    once_each(nbox, ids, "new")
+    check(len(files(nbox)) == 5 and nm_files(ncfg, "tag:inbox") == sorted(files(nbox)),
+          "new: notmuch lists %r, the Maildir has %r"
+          % (nm_files(ncfg, "tag:inbox"), files(nbox)))
+    r = ev.fetch(extra=env)
+    check(r.returncode == 0 and r.stdout == b"" and runs() == ["new --quiet"],
+          "new, nothing delivered: %d %r, runs %r" % (r.returncode, r.stderr, runs()))
+
+    # 4. `notmuch new` fails: exit 1 with its status and stderr; the mail
+    # stays delivered (and deleted on the server, keep=no), once
+    open(failmark, "w").close()
+    ids |= deliver("nmn2", 2)
+    r = ev.fetch(extra=env)
+    check(r.returncode == 1 and r.stdout == b"bob@127.0.0.1: 2 new messages\n"
+          and b"notmuch new" in r.stderr and b"exit status 3" in r.stderr
+          and b"simulated failure" in r.stderr,
+          "new fails: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    once_each(nbox, ids, "new fails")
+    check(len(server_files(d, "bob")) == 0, "new fails: keep=no not applied")
+    r = ev.fetch(extra=env)
+    check(r.returncode == 0 and r.stdout == b"" and r.stderr == b"" and len(runs()) == 2,
+          "new fails, next run: %d %r, runs %r" % (r.returncode, r.stderr, runs()))
+    once_each(nbox, ids, "new fails, next run")
+    os.unlink(failmark)
+
+    # 5. the real notmuch with its database missing: its own error, exit 1
+    mbox, mcfg = setup("NMM", dbpath=os.path.join(tmp, "no-such-dir"))
+    ids = deliver("nmm", 2)
+    ev.write_rc(["nmm %s folder=+NMM notmuch=new" % base])
+    r = ev.fetch(extra={"NOTMUCH_CONFIG": mcfg})
+    check(r.returncode == 1 and b"notmuch new failed" in r.stderr
+          and b"no-such-dir" in r.stderr,
+          "new, no database: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    once_each(mbox, ids, "new, no database")
+    r = ev.fetch(extra={"NOTMUCH_CONFIG": mcfg})
+    check(r.returncode == 0 and r.stdout == b"" and r.stderr == b"",
+          "new, no database, next run: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    once_each(mbox, ids, "new, no database, next run")
+    clear_server()
+
 
 def dovecot_tests(tmp):
-    with Dovecot(tmp, users={"alice": "secret"}) as d:
+    with Dovecot(tmp, users={"alice": "secret", "bob": "pw"}) as d:
         ev = Env(tmp)
         pop, pops, fpr = d.port("pop3"), d.port("pop3s"), d.fingerprint
         base = "pop://alice@127.0.0.1:%d/ pass=secret tls_fingerprint=%s" % (pop, fpr)
@@ -417,7 +609,10 @@ def dovecot_tests(tmp):
               "keep=no: %d %r, %d local, %d server" % (r.returncode, r.stderr,
                                                         len(by_id(n_box)), len(server_files(d))))
 
-        # 10. kill -9 at every step, then a normal run: exactly once, nothing lost
+        # 10. notmuch after a fetch (as bob, into folders of its own)
+        notmuch_tests(tmp, d, ev, pop, fpr)
+
+        # 11. kill -9 at every step, then a normal run: exactly once, nothing lost
         for keep in ("no", "yes"):
             for st in STEPS:
                 for nth in (1, 3):

@@ -707,11 +707,213 @@ def scenario_attachments_query_recall(tmp):
             t.close()
 
 
+def scenario_imap_browser_postpone_recall(tmp):
+    """$folder on a private Dovecot (imaps://): the browser lists the
+    server's folders with their counts and a decoded name, creates a folder
+    on the server and opens another; a message is postponed to the IMAP
+    Drafts (\Draft), recalled from there and sent, and then the old draft is
+    gone from the server and Sent holds the copy (\Seen)."""
+    sys.path.insert(0, os.path.join(SRCDIR, "tests/integration"))
+    from dovecot_fixture import Dovecot, available
+    import imaplib
+    import ssl
+    if not available():
+        print("skip (no dovecot): %s" % "scenario_imap_browser_postpone_recall")
+        return
+    os.chmod(tmp, 0o755)       # Dovecot's unprivileged processes read below it
+    ns = ("namespace inbox {\n  inbox = yes\n  separator = /\n"
+          "  mailbox Sent {\n    special_use = \\Sent\n    auto = subscribe\n  }\n"
+          "  mailbox Drafts {\n    special_use = \\Drafts\n    auto = subscribe\n  }\n}\n")
+
+    def imap(d):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        m = imaplib.IMAP4_SSL("127.0.0.1", d.port("imaps"), ssl_context=ctx)
+        m.login("alice", "secret")
+        return m
+
+    def folder(d, name):
+        m = imap(d)
+        out = []
+        if m.select(name, readonly=True)[0] == "OK":
+            typ, data = m.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+            out = [(item[0].decode(), item[1]) for item in data if isinstance(item, tuple)]
+        m.logout()
+        return out
+
+    editor = os.path.join(tmp, "editor.sh")
+    with open(editor, "w") as f:
+        f.write("#!/bin/sh\n"
+                "sed -i 's/^To: *$/To: friend@example.org/; s/^Subject: *$/Subject: Over IMAP/' \"$1\"\n"
+                "printf 'Written once, sent later.\\n' >> \"$1\"\n")
+    os.chmod(editor, 0o755)
+    with Dovecot(tmp, extra_conf=ns) as d:
+        m = imap(d)
+        m.create('"Lists/dev"')
+        m.create('"Entw&APw-rfe"')
+        for i in range(3):
+            m.append('"Lists/dev"', "(\\Seen)" if i == 0 else None, None,
+                     ("From: a%d@example.org\r\nSubject: dev %d\r\n\r\nx\r\n" % (i, i)).encode())
+        m.append("INBOX", None, None, b"From: b@example.org\r\nSubject: hello\r\n\r\nhi\r\n")
+        m.logout()
+        from smtp_fixture import SmtpFixture
+
+        class Shared(SmtpFixture):
+            def __enter__(self):
+                # Dovecot's certificate: one pin for both servers
+                self.cert, self.key, self.fingerprint = d.cert, d.key, d.fingerprint
+                os.makedirs(self.outdir, exist_ok=True)
+                self.proc = subprocess.Popen(
+                    [PYTHON, os.path.join(SRCDIR, "tests/integration/smtp_server.py"),
+                     "--mode", "starttls", "--cert", self.cert, "--key", self.key,
+                     "--outdir", self.outdir, "--stdin-eof-exits"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    text=True)
+                self.port = int(self.proc.stdout.readline().split()[1])
+                return self
+
+        with Shared(SRCDIR, tmp) as smtp:
+            base = "imaps://alice@127.0.0.1:%d/" % d.port("imaps")
+            rc = ("set folder=%s\nset spoolfile=%sINBOX\nset imap_pass=secret\n"
+                  "set tls_fingerprint=%s\nset from=me@example.org\n"
+                  "set smtp_url=smtp://alice@127.0.0.1:%d\nset smtp_pass=secret\n"
+                  "set record==Sent\nset postponed==Drafts\nset editor='%s'\nset mail_check=0\n"
+                  % (base, base, d.fingerprint, smtp.port, editor))
+            home = os.path.join(tmp, "home")
+            os.makedirs(home, exist_ok=True)
+            path = os.path.join(tmp, "correorc")
+            with open(path, "w") as f:
+                f.write(rc)
+            env = {"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+                   "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+                   "CORREO_DATADIR_OVERRIDE": SRCDIR, "TZ": "UTC"}
+            t = Term([CORREO, "-F", path], cols=100, rows=30, env=env)
+            try:
+                t.wait_for(lambda t: "Msgs:" in t.text(), 30, "the IMAP INBOX")
+                t.send("y")
+                t.wait_for("Mailboxes in imaps://", 20)
+                t.wait_for("Lists/dev", 10)
+                line = [l for l in t.lines() if "Lists/dev" in l][0]
+                assert re.search(r"\b2 new\s+3 total", line), line
+                assert any("Entwürfe" in l for l in t.lines()), t.text()
+                assert any("Sent (sent)" in l for l in t.lines()), t.text()
+                # create a folder on the server
+                t.send("C")
+                t.wait_for("Create mailbox:")
+                t.send("Projekte\r")
+                t.wait_for(lambda t: any(re.search(r"Projekte +0 new", l) for l in t.lines()),
+                           10, "the new folder in the list")
+                m = imap(d)
+                names = b" ".join(x for x in m.list()[1] if x)
+                m.logout()
+                assert b"Projekte" in names, names
+                # open Lists/dev
+                rows = t.lines()
+                k = [i for i, l in enumerate(rows) if "Lists/dev" in l][0]
+                # from the row with the cursor bar down (or up) to it
+                def bar_row(t):
+                    for y in range(1, t.rows - 2):
+                        ch = t.screen.buffer[y][2]
+                        if ch.bg not in ("default",) or ch.reverse:
+                            return y
+                    return None
+                t.wait_for(lambda t: bar_row(t) is not None, 5, "the cursor bar")
+                y = bar_row(t)
+                t.send(("j" * (k - y) if k >= y else "k" * (y - k)) + "\r")
+                t.wait_for(lambda t: "dev 2" in t.text() and "Msgs:" in t.text(), 20,
+                           "Lists/dev open")
+                # write and postpone: the draft is on the server, \Draft
+                t.send("m")
+                t.wait_for("Compose", 20)
+                t.send("P")
+                t.wait_for("Message postponed.", 20)
+                drafts = folder(d, "Drafts")
+                assert len(drafts) == 1 and "\\Draft" in drafts[0][0], drafts
+                assert b"Written once, sent later." in drafts[0][1], drafts
+                # recall from the server and send
+                t.send("R")
+                t.wait_for("Compose", 20)
+                assert "Over IMAP" in t.text(), t.text()
+                t.send("y")
+                t.wait_for("Mail sent.", 30)
+                assert folder(d, "Drafts") == [], "the recalled draft is still on the server"
+                sent = folder(d, "Sent")
+                assert len(sent) == 1 and "\\Seen" in sent[0][0], sent
+                assert b"Subject: Over IMAP" in sent[0][1], sent
+                assert len(smtp.messages()) == 1, smtp.messages()
+                t.send("q")
+                assert t.wait_exit(20) == 0
+            finally:
+                t.close()
+
+
+def scenario_imap_mailboxes_poll(tmp):
+    """`mailboxes` on an IMAP server: a message delivered to a watched
+    folder while correo shows another one is announced by the STATUS poll
+    on the new-mail timer."""
+    sys.path.insert(0, os.path.join(SRCDIR, "tests/integration"))
+    from dovecot_fixture import Dovecot, available
+    import imaplib
+    import ssl
+    if not available():
+        print("skip (no dovecot): scenario_imap_mailboxes_poll")
+        return
+    os.chmod(tmp, 0o755)
+
+    def imap(d):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        m = imaplib.IMAP4_SSL("127.0.0.1", d.port("imaps"), ssl_context=ctx)
+        m.login("alice", "secret")
+        return m
+
+    with Dovecot(tmp) as d:
+        m = imap(d)
+        m.create("Watched")
+        m.append("Watched", None, None, b"From: a@example.org\r\nSubject: old\r\n\r\nx\r\n")
+        m.append("INBOX", None, None, b"From: b@example.org\r\nSubject: hello\r\n\r\nhi\r\n")
+        m.select("Watched")          # no longer \Recent: nothing to announce at start
+        m.logout()
+        base = "imaps://alice@127.0.0.1:%d/" % d.port("imaps")
+        rc = ("set folder=%s\nset spoolfile==INBOX\nset imap_pass=secret\n"
+              "set tls_fingerprint=%s\nset mail_check=1\nmailboxes =Watched\n"
+              % (base, d.fingerprint))
+        home = os.path.join(tmp, "home")
+        os.makedirs(home, exist_ok=True)
+        path = os.path.join(tmp, "correorc")
+        with open(path, "w") as f:
+            f.write(rc)
+        env = {"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+               "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+               "CORREO_DATADIR_OVERRIDE": SRCDIR, "TZ": "UTC"}
+        t = Term([CORREO, "-F", path], cols=100, rows=30, env=env)
+        try:
+            t.wait_for(lambda t: "Msgs:" in t.text() and "hello" in t.text(), 30, "the INBOX")
+            # the first poll has run once the connection for it is logged in
+            # (logins: the setup above, the INBOX, the poll)
+            t.wait_for(lambda t: d.log().count("Login: user=<alice>") >= 3,
+                       20, "the poll's login")
+            assert "New mail in" not in t.text(), t.text()
+            m = imap(d)
+            m.append("Watched", None, None, b"From: c@example.org\r\nSubject: new\r\n\r\ny\r\n")
+            m.logout()
+            t.wait_for(lambda t: re.search(r"New mail in .*Watched", t.text()), 20,
+                       "the new-mail message for Watched")
+            assert "hello" in t.text(), t.text()
+            t.send("q")
+            assert t.wait_exit(20) == 0
+        finally:
+            t.close()
+
+
 SCENARIOS = [scenario_open_move_read, scenario_flag_delete_sync, scenario_limit_tag_move,
              scenario_theme_keymap_resize, scenario_hostile, scenario_help_and_errors,
              scenario_pager_attachments, scenario_new_mail_while_open,
              scenario_compose_reply_send, scenario_send_failure_keeps_message,
-             scenario_attachments_query_recall]
+             scenario_attachments_query_recall, scenario_imap_browser_postpone_recall,
+             scenario_imap_mailboxes_poll]
 
 if os.environ.get("UI_ONLY"):      # run one scenario by name, by hand
     SCENARIOS = [sc for sc in SCENARIOS if sc.__name__.endswith(os.environ["UI_ONLY"])]

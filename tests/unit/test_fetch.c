@@ -1,8 +1,13 @@
 /*
  * Tests for mua/fetch without a server: account parsing (URLs and keys),
  * the state file (round trip, lock, torn and malformed lines, deletion,
- * compaction) and recovery of pending entries against a Maildir folder.
- * The download itself runs against Dovecot in tests/integration/fetch.py.
+ * compaction), recovery of pending entries against a Maildir folder, and
+ * the notmuch steps after a run: `notmuch new` through a stand-in command
+ * (arguments, exit status, stderr, signal, timeout, not found) and, when
+ * built with notmuch, indexing files into a private database (new.tags,
+ * files already indexed, missing files, files outside the mail root, a
+ * missing database).  The download itself runs against Dovecot in
+ * tests/integration/fetch.py.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +22,10 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+
+#ifdef HAVE_NOTMUCH
+#include <notmuch.h>
+#endif
 
 #include "buf.h"
 #include "config.h"
@@ -141,6 +150,17 @@ static void test_account_keys(void **state)
         {{"folder", "", NULL}, 0},
         {{"filter", "procmail", "folder", "+Inbox", NULL}, 1},
         {{"colour", "blue", NULL}, 0},
+        {{"notmuch", "no", NULL}, 1},
+        {{"notmuch", "new", NULL}, 1},
+        {{"notmuch", "new", "filter", "procmail", NULL}, 1},
+        {{"notmuch", "yes", NULL}, 0},
+        {{"notmuch", "", NULL}, 0},
+#ifdef HAVE_NOTMUCH
+        {{"notmuch", "index", NULL}, 1},
+        {{"notmuch", "index", "filter", "procmail", NULL}, 0},
+#else
+        {{"notmuch", "index", NULL}, 0},
+#endif
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -170,7 +190,30 @@ static void test_account_keys(void **state)
         assert_int_equal(a.security, POP3_PLAIN);
         assert_int_equal(a.max_size, 1024);
         assert_int_equal(a.timeout_ms, 5000);
+        assert_int_equal(a.notmuch, FETCH_NOTMUCH_NO);   /* the default */
         fetch_account_free(&a);
+    }
+    {
+        static const struct {
+            const char *value;
+            enum fetch_notmuch want;
+        } modes[] = {
+            {"no", FETCH_NOTMUCH_NO},
+            {"new", FETCH_NOTMUCH_NEW},
+#ifdef HAVE_NOTMUCH
+            {"index", FETCH_NOTMUCH_INDEX},
+#endif
+        };
+
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+            struct fetch_account a;
+            struct err e;
+            const char *kv[] = {"notmuch", modes[i].value, NULL};
+
+            assert_int_equal(parse("pop://u@h/", kv, &a, &e), 0);
+            assert_int_equal(a.notmuch, modes[i].want);
+            fetch_account_free(&a);
+        }
     }
 }
 
@@ -201,6 +244,35 @@ static void test_account_command(void **state)
     assert_int_equal(diag.n, 1);
     assert_non_null(strstr(diag.msgs[0], "rc:2:"));
     assert_non_null(strstr(diag.msgs[0], "colour"));
+    rc_diag_free(&diag);
+    config_free(cfg);
+
+    /* notmuch: a bad value, and index with a filter, are errors at their
+     * line; index without notmuch support too */
+    cfg = config_new();
+    rc_diag_init(&diag);
+    config_exec(cfg, "rc",
+                "account a pop://u@h/ notmuch=new\n"
+                "account b pop://u@h/ notmuch=sometimes\n"
+                "account c pop://u@h/ notmuch=index\n"
+                "account d pop://u@h/ notmuch=index filter=procmail\n",
+                &diag);
+    assert_non_null(config_account_find(cfg, "a"));
+    assert_null(config_account_find(cfg, "b"));
+    assert_null(config_account_find(cfg, "d"));
+#ifdef HAVE_NOTMUCH
+    assert_non_null(config_account_find(cfg, "c"));
+    assert_int_equal(diag.n, 2);
+    assert_non_null(strstr(diag.msgs[1], "rc:4:"));
+    assert_non_null(strstr(diag.msgs[1], "filter"));
+#else
+    assert_null(config_account_find(cfg, "c"));
+    assert_int_equal(diag.n, 3);
+    assert_non_null(strstr(diag.msgs[1], "rc:3:"));
+    assert_non_null(strstr(diag.msgs[1], "built with notmuch"));
+#endif
+    assert_non_null(strstr(diag.msgs[0], "rc:2:"));
+    assert_non_null(strstr(diag.msgs[0], "sometimes"));
     rc_diag_free(&diag);
     config_free(cfg);
 }
@@ -446,6 +518,274 @@ static void test_state_path(void **state)
     free(p2);
 }
 
+/* ---- notmuch -------------------------------------------------------------- */
+
+static void write_exec(const char *path, const char *text)
+{
+    write_file(path, text);
+    assert_int_equal(chmod(path, 0700), 0);
+}
+
+/* `notmuch new` is the command from PATH (a stand-in here), run without a
+ * shell with exactly "new --quiet"; what went wrong is reported. */
+static void test_notmuch_new(void **state)
+{
+    static const struct {
+        const char *script;        /* NULL: no notmuch in PATH */
+        int timeout_ms;
+        int rc;
+        const char *want[3];       /* in the error text */
+    } cases[] = {
+        {"#!/bin/sh\nprintf '%s|' \"$@\" > \"$0.args\"\necho 'Added 3 new messages'\n", 10000,
+         0, {NULL}},
+        {"#!/bin/sh\necho 'Error: A Xapian exception occurred' >&2\nexit 1\n", 10000, -1,
+         {"notmuch new", "exit status 1", "Xapian exception"}},
+        {"#!/bin/sh\nprintf 'bad\\033[31m red\\n' >&2\nexit 4\n", 10000, -1,
+         {"exit status 4", "bad", NULL}},
+        {"#!/bin/sh\nkill -9 $$\n", 10000, -1, {"signal 9", NULL}},
+        {"#!/bin/sh\nexec sleep 30\n", 300, -1, {"did not finish", NULL}},
+        {NULL, 10000, -1, {"notmuch new", NULL}},
+    };
+    const char *old = getenv("PATH");
+    char *saved = old ? xstrdup(old) : NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *dir = tu_tmpdir("fetch-nmnew");
+        char *bin = xasprintf("%s/notmuch", dir);
+        struct err e;
+        int rc;
+        char *path = cases[i].script != NULL && saved != NULL
+                         ? xasprintf("%s:%s", dir, saved) : xstrdup(dir);
+
+        if (cases[i].script != NULL)
+            write_exec(bin, cases[i].script);
+        assert_int_equal(setenv("PATH", path, 1), 0);
+        free(path);
+        err_clear(&e);
+        rc = fetch_notmuch_new(cases[i].timeout_ms, &e);
+        if (saved)
+            assert_int_equal(setenv("PATH", saved, 1), 0);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d (%s)", i, rc, e.text);
+        for (size_t k = 0; k < 3 && cases[i].want[k]; k++)
+            if (strstr(e.text, cases[i].want[k]) == NULL)
+                fail_msg("case %zu: \"%s\" not in \"%s\"", i, cases[i].want[k], e.text);
+        assert_null(strchr(e.text, '\033'));   /* stderr is sanitized */
+        if (i == 0) {
+            char *args = xasprintf("%s.args", bin);
+            char *got = read_file(args);
+
+            assert_string_equal(got, "new|--quiet|");
+            free(got);
+            free(args);
+        }
+        tu_rm_rf(dir);
+        free(bin);
+        free(dir);
+    }
+    free(saved);
+}
+
+#ifdef HAVE_NOTMUCH
+
+static char *write_message(const char *dir, const char *name, const char *id)
+{
+    char *path = xasprintf("%s/%s", dir, name);
+    char *text = xasprintf("From: A <a@example.org>\nTo: b@example.org\nSubject: m %s\n"
+                           "Message-ID: <%s@test.example>\n"
+                           "Date: Mon, 23 Nov 2026 10:00:00 +0000\n\nbody %s\n", id, id, id);
+
+    write_file(path, text);
+    free(text);
+    return path;
+}
+
+/* The tags of the message in file path, joined by blanks (sorted by
+ * notmuch), or NULL when the file is not in the database. */
+static char *tags_of(const char *dbpath, const char *path)
+{
+    notmuch_database_t *db = NULL;
+    notmuch_message_t *m = NULL;
+    notmuch_tags_t *t;
+    struct buf b = BUF_INIT;
+    char *out = NULL;
+
+    assert_int_equal(notmuch_database_open_with_config(dbpath, NOTMUCH_DATABASE_MODE_READ_ONLY,
+                                                       NULL, NULL, &db, NULL),
+                     NOTMUCH_STATUS_SUCCESS);
+    assert_int_equal(notmuch_database_find_message_by_filename(db, path, &m),
+                     NOTMUCH_STATUS_SUCCESS);
+    if (m != NULL) {
+        for (t = notmuch_message_get_tags(m); notmuch_tags_valid(t);
+             notmuch_tags_move_to_next(t))
+            assert_int_equal(buf_printf(&b, "%s%s", b.len ? " " : "", notmuch_tags_get(t)), 0);
+        out = xstrdup(buf_cstr(&b));
+        notmuch_message_destroy(m);
+    }
+    notmuch_database_destroy(db);
+    buf_free(&b);
+    return out;
+}
+
+static unsigned count_messages(const char *dbpath)
+{
+    notmuch_database_t *db = NULL;
+    notmuch_query_t *q;
+    unsigned n = 0;
+
+    assert_int_equal(notmuch_database_open_with_config(dbpath, NOTMUCH_DATABASE_MODE_READ_ONLY,
+                                                       NULL, NULL, &db, NULL),
+                     NOTMUCH_STATUS_SUCCESS);
+    q = notmuch_query_create(db, "*");
+    assert_non_null(q);
+    assert_int_equal(notmuch_query_count_messages(q, &n), NOTMUCH_STATUS_SUCCESS);
+    notmuch_query_destroy(q);
+    notmuch_database_destroy(db);
+    return n;
+}
+
+static void remove_tag(const char *dbpath, const char *path, const char *tag)
+{
+    notmuch_database_t *db = NULL;
+    notmuch_message_t *m = NULL;
+
+    assert_int_equal(notmuch_database_open_with_config(dbpath, NOTMUCH_DATABASE_MODE_READ_WRITE,
+                                                       NULL, NULL, &db, NULL),
+                     NOTMUCH_STATUS_SUCCESS);
+    assert_int_equal(notmuch_database_find_message_by_filename(db, path, &m),
+                     NOTMUCH_STATUS_SUCCESS);
+    assert_non_null(m);
+    assert_int_equal(notmuch_message_remove_tag(m, tag), NOTMUCH_STATUS_SUCCESS);
+    notmuch_message_destroy(m);
+    assert_int_equal(notmuch_database_destroy(db), NOTMUCH_STATUS_SUCCESS);
+}
+
+/* Exactly the given files are added, with new.tags (and "unread" from the
+ * Maildir flags); indexing again changes nothing; failures are counted and
+ * named while the other files are still indexed. */
+static void test_notmuch_index(void **state)
+{
+    char *dir = tu_tmpdir("fetch-nmindex");
+    char *root = xasprintf("%s/mail", dir), *cfgpath = xasprintf("%s/notmuch-config", dir);
+    char *newdir = xasprintf("%s/mail/new", dir), *outside = xasprintf("%s/elsewhere", dir);
+    char *cfgtext, *p[6], *t, *missing, *gone;
+    const char *old = getenv("NOTMUCH_CONFIG");
+    char *saved = old ? xstrdup(old) : NULL;
+    notmuch_database_t *db = NULL;
+    size_t done = 99;
+    struct err e;
+
+    (void)state;
+    assert_int_equal(mkdir(root, 0700), 0);
+    for (const char *const *sub = (const char *const[]){"cur", "new", "tmp", NULL}; *sub; sub++) {
+        char *d = xasprintf("%s/%s", root, *sub);
+
+        assert_int_equal(mkdir(d, 0700), 0);
+        free(d);
+    }
+    assert_int_equal(mkdir(outside, 0700), 0);
+    cfgtext = xasprintf("[database]\npath=%s\n[new]\ntags=inbox;fetched;\n"
+                        "[maildir]\nsynchronize_flags=true\n", root);
+    write_file(cfgpath, cfgtext);
+    free(cfgtext);
+    assert_int_equal(setenv("NOTMUCH_CONFIG", cfgpath, 1), 0);
+
+    /* no database yet: an error, nothing counted */
+    p[0] = write_message(newdir, "1.A.host", "a");
+    assert_int_equal(fetch_notmuch_index((const char *const *)p, 1, &done, &e), -1);
+    assert_int_equal(done, 0);
+    assert_non_null(strstr(e.text, "notmuch database"));
+
+    assert_int_equal(notmuch_database_create_with_config(root, cfgpath, NULL, &db, NULL),
+                     NOTMUCH_STATUS_SUCCESS);
+    assert_int_equal(notmuch_database_destroy(db), NOTMUCH_STATUS_SUCCESS);
+    p[1] = write_message(newdir, "2.B.host", "b");
+    p[2] = write_message(newdir, "3.C.host", "c");
+    p[3] = write_message(newdir, "not-indexed.D.host", "d");   /* never passed */
+    assert_int_equal(fetch_notmuch_index((const char *const *)p, 3, &done, &e), 0);
+    assert_int_equal(done, 3);
+    assert_int_equal(count_messages(root), 3);
+    for (int i = 0; i < 3; i++) {
+        t = tags_of(root, p[i]);
+        assert_non_null(t);
+        assert_string_equal(t, "fetched inbox unread");
+        free(t);
+    }
+    t = tags_of(root, p[3]);
+    assert_null(t);
+
+    /* again, after a tag was taken off: already indexed, left as it is */
+    remove_tag(root, p[1], "inbox");
+    assert_int_equal(fetch_notmuch_index((const char *const *)p, 3, &done, &e), 0);
+    assert_int_equal(done, 3);
+    assert_int_equal(count_messages(root), 3);
+    t = tags_of(root, p[1]);
+    assert_string_equal(t, "fetched unread");
+    free(t);
+
+    /* a missing file and one outside the mail root fail and are named; the
+     * rest is indexed */
+    missing = xasprintf("%s/new/missing.host", root);
+    gone = write_message(outside, "5.E.host", "e");
+    p[4] = write_message(newdir, "6.F.host", "f");
+    {
+        const char *batch[] = {missing, p[4], gone};
+
+        assert_int_equal(fetch_notmuch_index(batch, 3, &done, &e), -1);
+        assert_int_equal(done, 1);
+        assert_non_null(strstr(e.text, "2 of 3 files not indexed"));
+        assert_non_null(strstr(e.text, "missing.host"));
+        assert_non_null(strstr(e.text, "No such file"));
+        assert_int_equal(fetch_notmuch_index(batch + 2, 1, &done, &e), -1);
+        assert_int_equal(done, 0);
+        assert_non_null(strstr(e.text, "mail root"));
+    }
+    assert_int_equal(count_messages(root), 4);
+    t = tags_of(root, p[4]);
+    assert_string_equal(t, "fetched inbox unread");
+    free(t);
+
+    /* nothing to index: the database is not even opened */
+    assert_int_equal(setenv("NOTMUCH_CONFIG", "/nonexistent/notmuch-config", 1), 0);
+    assert_int_equal(fetch_notmuch_index(NULL, 0, &done, &e), 0);
+    assert_int_equal(done, 0);
+    assert_int_equal(fetch_notmuch_index((const char *const *)p, 1, &done, &e), -1);
+    assert_non_null(strstr(e.text, "notmuch database"));
+
+    if (saved)
+        assert_int_equal(setenv("NOTMUCH_CONFIG", saved, 1), 0);
+    else
+        assert_int_equal(unsetenv("NOTMUCH_CONFIG"), 0);
+    for (int i = 0; i < 5; i++)
+        free(p[i]);
+    free(missing);
+    free(gone);
+    free(saved);
+    free(outside);
+    free(newdir);
+    free(cfgpath);
+    free(root);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+#else
+
+static void test_notmuch_index(void **state)
+{
+    const char *paths[] = {"/x/new/1"};
+    size_t done = 9;
+    struct err e;
+
+    (void)state;
+    assert_int_equal(fetch_notmuch_index(paths, 1, &done, &e), -1);
+    assert_int_equal(e.code, ERR_UNSUPPORTED);
+    assert_int_equal(done, 0);
+}
+
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +796,8 @@ int main(void)
         cmocka_unit_test(test_state_compact),
         cmocka_unit_test(test_state_recover),
         cmocka_unit_test(test_state_path),
+        cmocka_unit_test(test_notmuch_new),
+        cmocka_unit_test(test_notmuch_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
