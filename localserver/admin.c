@@ -382,8 +382,12 @@ static char *init_config_text(const struct init_opts *o)
             "# run_user " SYSTEM_USER "\n");
     }
     put(&b, "pid_file correod.pid\n"
-        "# Event-loop processes, and delivery threads in each.\n"
-        "# workers 2\n# delivery_threads 4\n");
+        "# Event-loop processes kept ready, and delivery threads in each.\n"
+        "# workers 2\n# delivery_threads 4\n"
+        "# Sessions one worker serves at once (1: each session its own process,\n"
+        "# so a crash or hang takes down only that session; 0: no limit), and\n"
+        "# how many workers may run when every one is full.\n"
+        "# worker_sessions 1\n# max_workers 128\n");
 
     put(&b, "\n# ---- users and storage\n"
         "# Users and password hashes (Dovecot passwd-file format); edit with\n"

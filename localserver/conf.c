@@ -79,6 +79,8 @@ static const struct option options[] = {
     { "pid_file", K_PATH, OFF(pid_file), "correod.pid", 0, 0 },
     { "workers", K_UINT, OFF(workers), "2", 1, 256 },
     { "delivery_threads", K_UINT, OFF(delivery_threads), "4", 1, 256 },
+    { "worker_sessions", K_UINT, OFF(worker_sessions), "1", 0, 1000000 },
+    { "max_workers", K_UINT, OFF(max_workers), "128", 1, 256 },
     { "users_file", K_PATH, OFF(users_file), NO_DEF, 0, 0 },
     { "aliases_file", K_PATH, OFF(aliases_file), NO_DEF, 0, 0 },
     { "maildir_template", K_TEMPLATE, OFF(maildir_template), NO_DEF, 0, 0 },

@@ -64,6 +64,9 @@ struct conf {
     char *pid_file;             /* default DIR/correod.pid */
     unsigned workers;           /* event-loop worker processes, default 2 */
     unsigned delivery_threads;  /* per worker, default 4 */
+    unsigned worker_sessions;   /* sessions one worker serves at once; 0 = no limit;
+                                   default 1 (each session its own process) */
+    unsigned max_workers;       /* workers started when all are full, default 128 */
 
     /* users and storage */
     char *users_file;           /* passwd-file format (Dovecot's) */

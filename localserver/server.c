@@ -79,6 +79,7 @@ struct generation {
 
 struct supervisor {
     struct generation cur;
+    int64_t extra_at_ms;        /* no on-demand worker before this (crash loop) */
     unsigned gen;
     bool foreground;
     struct srv_listener *listeners;
@@ -401,6 +402,8 @@ static int alloc_row(struct supervisor *sp)
     for (int r = 0; r < SHM_ROWS; r++) {
         if (!sp->row_used[r]) {
             sp->row_used[r] = true;
+            atomic_store(&sp->shm->sessions[r], 0);
+            atomic_store(&sp->shm->full[r], 0);
             if ((uint32_t)r >= atomic_load(&sp->shm->rows_used))
                 atomic_store(&sp->shm->rows_used, (uint32_t)r + 1);
             return r;
@@ -416,6 +419,8 @@ static void free_row(struct supervisor *sp, int row)
     /* A dead worker's connections are gone: forget them. */
     for (size_t b = 0; b < SHM_BUCKETS; b++)
         atomic_store(&sp->shm->conn[row][b], 0);
+    atomic_store(&sp->shm->sessions[row], 0);
+    atomic_store(&sp->shm->full[row], 0);
     sp->row_used[row] = false;
 }
 
@@ -468,6 +473,7 @@ static void spawn(struct supervisor *sp, enum child_kind kind, unsigned slot)
                 .row = (unsigned)row,
                 .heartbeat_fd = hb[1],
                 .index = slot,
+                .on_demand = slot >= sp->n_slots,
             };
             rc = worker_main(&a);
         }
@@ -502,6 +508,45 @@ static bool runner_wanted(void)
 #endif
 }
 
+static unsigned max_workers(const struct supervisor *sp)
+{
+    unsigned m = sp->cur.conf->max_workers;
+
+    return m < sp->n_slots ? (unsigned)sp->n_slots : m;
+}
+
+/* Every current worker full (worker_sessions reached): start one more, up
+ * to max_workers, in the lowest free slot above the configured ones. */
+static void spawn_on_demand(struct supervisor *sp, int64_t now)
+{
+    unsigned live = 0, room = 0;
+    unsigned top = max_workers(sp);
+
+    if (sp->cur.conf->worker_sessions == 0 || now < sp->extra_at_ms)
+        return;
+    for (size_t i = 0; i < sp->n_children; i++) {
+        const struct child *ch = &sp->children[i];
+        if (ch->kind != CHILD_WORKER || ch->retiring)
+            continue;
+        live++;
+        if (!ch->hang_killed && ch->row >= 0 && !atomic_load(&sp->shm->full[ch->row]))
+            room++;
+    }
+    if (room > 0 || live >= top)
+        return;
+    for (unsigned slot = (unsigned)sp->n_slots; slot < top; slot++) {
+        bool used = false;
+        for (size_t i = 0; i < sp->n_children && !used; i++) {
+            const struct child *ch = &sp->children[i];
+            used = ch->kind == CHILD_WORKER && !ch->retiring && ch->slot == slot;
+        }
+        if (!used) {
+            spawn(sp, CHILD_WORKER, slot);
+            return;
+        }
+    }
+}
+
 static void spawn_missing(struct supervisor *sp)
 {
     int64_t now = now_ms();
@@ -516,6 +561,7 @@ static void spawn_missing(struct supervisor *sp)
         if (!alive && now >= sp->slots[s].restart_at_ms)
             spawn(sp, CHILD_WORKER, (unsigned)s);
     }
+    spawn_on_demand(sp, now);
     /* One runner at a time, old or new: it holds the queue lock. */
     for (size_t i = 0; i < sp->n_children; i++)
         have_runner |= sp->children[i].kind == CHILD_RUNNER;
@@ -557,8 +603,18 @@ static void child_gone(struct supervisor *sp, size_t idx, int status)
     }
     struct slot *sl = ch.kind == CHILD_RUNNER ? &sp->runner
                       : ch.slot < sp->n_slots ? &sp->slots[ch.slot] : NULL;
-    if (!sl)
+    if (!sl) {
+        /* An on-demand worker: started again only when needed. */
+        if (clean) {
+            log_debug("%s %u (pid %d) %s", kind_name(ch.kind), ch.slot, (int)ch.pid, what);
+        } else {
+            log_error("%s %u (pid %d) %s%s", kind_name(ch.kind), ch.slot, (int)ch.pid, what,
+                      ch.hang_killed ? " after a hang" : "");
+            if (now - ch.started_ms < BACKOFF_FIRST_MS)
+                sp->extra_at_ms = now + BACKOFF_FIRST_MS;   /* failing at start */
+        }
         return;
+    }
     if (now - ch.started_ms >= BACKOFF_RESET_MS)
         sl->backoff_ms = BACKOFF_FIRST_MS;
     sl->restart_at_ms = now + sl->backoff_ms;
@@ -882,8 +938,9 @@ int cmd_run(int argc, char **argv)
     }
 #endif
     reset_slots(&sp);
-    log_info("correod %s started (pid %d): %u workers", CORREO_VERSION, (int)getpid(),
-             (unsigned)sp.n_slots);
+    log_info("correod %s started (pid %d): %u workers, up to %u, %u sessions each%s",
+             CORREO_VERSION, (int)getpid(), (unsigned)sp.n_slots, max_workers(&sp),
+             c->worker_sessions, c->worker_sessions ? "" : " (no limit)");
     supervise(&sp);
     log_info("stopped");
     rc = 0;

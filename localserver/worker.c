@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -76,11 +78,39 @@ struct session {
     bool out_blocked;
     bool closing;                   /* flushing the last replies */
     bool lingering;                 /* reading to EOF before the close */
-    bool dead;                      /* connection gone; waiting for the delivery */
+    bool dead;                      /* connection gone; waiting for the delivery
+                                       or the file-system job */
+    bool fs_busy;                   /* a file-system job runs for this session */
     char *auth_user;                /* for the log line */
     unsigned n_tx;
     struct timespec started;
     struct timespec linger_start;
+};
+
+/* File-system work that may wait on locks or touch many files (the POP3
+ * UPDATE state) runs on one thread per worker, off the event loop; the
+ * session reads no input until the job completes through the eventfd. */
+struct fs_job {
+    struct fs_job *next;
+    struct session *s;
+    struct pop3_store *store;
+    unsigned char *marks;
+    size_t n;
+    int rc;
+    size_t flag_failures;
+    struct err e;
+};
+
+struct fs_thread {
+    bool started;
+    bool quit;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fs_job *todo, **todo_tail;
+    struct fs_job *done;
+    int efd;
+    struct event *ev;
 };
 
 struct wlistener {
@@ -99,12 +129,15 @@ struct worker {
     struct event *term_ev;
     struct event *retire_ev;
     struct event *stop_timer;
+    struct event *idle_timer;   /* on-demand workers: exit when idle */
     struct wlistener *wl;
     size_t n_wl;
     struct session *sessions;
     unsigned n_sessions;
     bool stopping;
     bool retiring;          /* replaced after a reload: no new connections */
+    bool full;              /* worker_sessions reached: listeners disabled */
+    struct fs_thread fs;
 
     /* the user database, reloaded when its files change */
     struct user_db *users;
@@ -116,6 +149,7 @@ struct worker {
 static void session_pump(struct session *s);
 static void session_free(struct session *s);
 static void session_begin_close(struct session *s);
+static void update_capacity(struct worker *w);
 
 /* ---- shared per-IP table ------------------------------------------------ */
 
@@ -499,27 +533,183 @@ static void hook_pop3_msg_close(void *ctx)
         pop3_store_msg_close(s->store);
 }
 
+static void fs_run(struct fs_job *job)
+{
+    job->flag_failures = 0;
+    job->rc = pop3_store_update(job->store, job->marks, job->n, &job->flag_failures, &job->e);
+}
+
+/* On the loop: the outcome of the UPDATE state, then the session goes on
+ * (or, when its connection went meanwhile, is freed). */
+static void fs_finish(struct fs_job *job)
+{
+    struct session *s = job->s;
+    const char *user = s->auth_user ? s->auth_user : "-";
+    size_t deleted = 0;
+
+    for (size_t i = 0; i < job->n; i++)
+        deleted += (job->marks[i] & POP3_MARK_DELETED) != 0;
+    if (job->rc < 0) {
+        log_error("pop3: %s: %s", user, job->e.text);
+        s->update_ok = false;
+    } else if (deleted) {
+        log_info("pop3: %s: %zu messages deleted", user, deleted);
+    }
+    if (job->flag_failures)
+        log_warn("pop3: %s: could not mark %zu messages seen", user, job->flag_failures);
+    free(job->marks);
+    free(job);
+    s->fs_busy = false;
+}
+
+static void fs_complete(struct fs_job *job)
+{
+    struct session *s = job->s;
+
+    fs_finish(job);
+    if (s->dead) {
+        session_free(s);
+        return;
+    }
+    session_pump(s);
+}
+
+static void *fs_main(void *arg)
+{
+    struct fs_thread *t = arg;
+
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->todo && !t->quit)
+            pthread_cond_wait(&t->cv, &t->mu);
+        if (!t->todo)
+            break;
+        struct fs_job *job = t->todo;
+        t->todo = job->next;
+        if (!t->todo)
+            t->todo_tail = &t->todo;
+        pthread_mutex_unlock(&t->mu);
+        fs_run(job);
+        pthread_mutex_lock(&t->mu);
+        job->next = t->done;
+        t->done = job;
+        uint64_t one = 1;
+        ssize_t r = write(t->efd, &one, sizeof one);
+        (void)r;   /* a full counter is still readable */
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Run the callbacks of finished jobs. */
+static void fs_reap(struct worker *w)
+{
+    struct fs_thread *t = &w->fs;
+    uint64_t v;
+    ssize_t r = read(t->efd, &v, sizeof v);
+
+    (void)r;
+    pthread_mutex_lock(&t->mu);
+    struct fs_job *done = t->done;
+    t->done = NULL;
+    pthread_mutex_unlock(&t->mu);
+    while (done) {
+        struct fs_job *next = done->next;
+        fs_complete(done);
+        done = next;
+    }
+}
+
+static void on_fs_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fs_reap(arg);
+}
+
+static int fs_start(struct worker *w)
+{
+    struct fs_thread *t = &w->fs;
+
+    if (t->started)
+        return 0;
+    t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->efd < 0) {
+        log_error("worker %u: eventfd: %s", w->a->index, strerror(errno));
+        return -1;
+    }
+    t->todo = NULL;
+    t->todo_tail = &t->todo;
+    t->done = NULL;
+    t->quit = false;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->ev = event_new(w->base, t->efd, EV_READ | EV_PERSIST, on_fs_done, w);
+    int rc = t->ev ? pthread_create(&t->tid, NULL, fs_main, t) : ENOMEM;
+    if (rc != 0) {
+        log_error("worker %u: file-system thread: %s", w->a->index, strerror(rc));
+        if (t->ev)
+            event_free(t->ev);
+        t->ev = NULL;
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+        close(t->efd);
+        t->efd = -1;
+        return -1;
+    }
+    event_add(t->ev, NULL);
+    t->started = true;
+    return 0;
+}
+
+/* At exit: let the thread finish what it has, then complete it here. */
+static void fs_stop(struct worker *w)
+{
+    struct fs_thread *t = &w->fs;
+
+    if (!t->started)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->quit = true;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->tid, NULL);
+    fs_reap(w);
+    event_free(t->ev);
+    close(t->efd);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    t->started = false;
+}
+
 static void hook_pop3_update(void *ctx, const unsigned char *marks, size_t n)
 {
     struct session *s = ctx;
-    size_t deleted = 0, flag_failures = 0;
-    struct err e;
+    struct worker *w = s->w;
 
-    for (size_t i = 0; i < n; i++)
-        deleted += (marks[i] & POP3_MARK_DELETED) != 0;
     s->update_ok = true;
     if (!s->store)
         return;
-    if (pop3_store_update(s->store, marks, n, &flag_failures, &e) < 0) {
-        log_error("pop3: %s: %s", s->auth_user ? s->auth_user : "-", e.text);
-        s->update_ok = false;
-    } else if (deleted) {
-        log_info("pop3: %s: %zu messages deleted", s->auth_user ? s->auth_user : "-",
-                 deleted);
+    struct fs_job *job = XNEW(struct fs_job);
+    job->s = s;
+    job->store = s->store;
+    job->n = n;
+    job->marks = xmalloc(n ? n : 1);
+    if (n)
+        memcpy(job->marks, marks, n);
+    if (fs_start(w) < 0) {
+        /* No thread: do it here rather than not at all. */
+        fs_run(job);
+        fs_finish(job);
+        return;
     }
-    if (flag_failures)
-        log_warn("pop3: %s: could not mark %zu messages seen",
-                 s->auth_user ? s->auth_user : "-", flag_failures);
+    s->fs_busy = true;
+    job->next = NULL;
+    pthread_mutex_lock(&w->fs.mu);
+    *w->fs.todo_tail = job;
+    w->fs.todo_tail = &job->next;
+    pthread_cond_signal(&w->fs.cv);
+    pthread_mutex_unlock(&w->fs.mu);
 }
 
 static const struct pop3_hooks pop3_hooks = {
@@ -758,6 +948,10 @@ static void pop3_pump(struct session *s)
             start_pause(s);
             return;
         case POP3_WAIT_UPDATE:
+            if (s->fs_busy) {
+                stop_reading(s);   /* fs_complete pumps again */
+                return;
+            }
             pop3_session_updated(s->pop3, s->update_ok);
             continue;
         case POP3_CLOSE:
@@ -1025,9 +1219,10 @@ static void session_free(struct session *s)
 {
     struct worker *w = s->w;
 
-    if (s->delivering && !s->ready_job) {
+    if ((s->delivering && !s->ready_job) || s->fs_busy) {
         /* The job still points here: drop the connection, keep the rest
-         * until the delivery completes (on_delivered frees it). */
+         * until the delivery or the file-system job completes (its
+         * callback frees it). */
         if (!s->dead) {
             s->dead = true;
             release_connection(s);
@@ -1056,6 +1251,7 @@ static void session_free(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     w->n_sessions--;
+    update_capacity(w);
     if (s->pop3)
         pop3_session_free(s->pop3);   /* closes an open message via the store */
     pop3_store_close(s->store);       /* releases the maildrop lock */
@@ -1065,6 +1261,55 @@ static void session_free(struct session *s)
     free(s);
     if ((w->stopping || w->retiring) && w->n_sessions == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+/* ---- capacity ----------------------------------------------------------- */
+
+static void publish_load(struct worker *w)
+{
+    atomic_store(&w->a->shm->sessions[w->a->row], w->n_sessions);
+    atomic_store(&w->a->shm->full[w->a->row],
+                 (uint32_t)(w->full || w->stopping || w->retiring));
+}
+
+static void set_listening(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_wl; i++) {
+        if (!w->wl[i].lev)
+            continue;
+        if (on)
+            evconnlistener_enable(w->wl[i].lev);
+        else
+            evconnlistener_disable(w->wl[i].lev);
+    }
+}
+
+/* After a session starts or ends: stop or resume accepting at the
+ * worker_sessions limit, tell the supervisor, and start the idle clock of
+ * an on-demand worker. */
+static void update_capacity(struct worker *w)
+{
+    unsigned limit = w->c->worker_sessions;
+    bool full = limit && w->n_sessions >= limit;
+
+    if (full != w->full && !w->stopping && !w->retiring) {
+        w->full = full;
+        set_listening(w, !full);
+        if (full) {
+            /* Wake the supervisor now rather than at the next heartbeat. */
+            ssize_t r = write(w->a->heartbeat_fd, "f", 1);
+            (void)r;
+        }
+    }
+    publish_load(w);
+    if (w->idle_timer) {
+        if (w->n_sessions == 0 && !w->stopping && !w->retiring) {
+            struct timeval tv = {EXTRA_IDLE_SECONDS, 0};
+            evtimer_add(w->idle_timer, &tv);
+        } else {
+            evtimer_del(w->idle_timer);
+        }
+    }
 }
 
 /* ---- accepting ---------------------------------------------------------- */
@@ -1094,6 +1339,15 @@ static void peer_info(const struct sockaddr *sa, char *out, size_t size, bool *l
         snprintf(out, size, "unknown");
         *bucket = 0;
     }
+}
+
+static unsigned peer_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
 }
 
 static bool implicit_tls(const struct srv_listener *l)
@@ -1165,6 +1419,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         w->sessions->prev = s;
     w->sessions = s;
     w->n_sessions++;
+    update_capacity(w);
 
     struct smtp_session_cfg cfg = {
         .listener = s->kind,
@@ -1194,8 +1449,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         };
         s->pop3 = pop3_session_new(&pcfg, &pop3_hooks, s);
     }
-    log_debug("connection from %s on %s port %u", s->peer, listener_name(s),
-              wl->l->port);
+    log_debug("connection from %s port %u on %s port %u: worker %u (pid %d)", s->peer,
+              peer_port(sa), listener_name(s), wl->l->port, w->a->index, (int)getpid());
 
     if (implicit_tls(wl->l)) {
         struct err e;
@@ -1298,6 +1553,7 @@ static void worker_retire(struct worker *w)
     w->retiring = true;
     log_info("worker %u: replaced, %u sessions to finish", w->a->index, w->n_sessions);
     close_listeners(w);
+    update_capacity(w);
     if (w->n_sessions == 0)
         event_base_loopexit(w->base, NULL);
 }
@@ -1309,6 +1565,7 @@ static void worker_stop(struct worker *w)
     w->stopping = true;
     log_info("worker %u: stopping, %u sessions open", w->a->index, w->n_sessions);
     close_listeners(w);
+    update_capacity(w);
     struct timeval tv = {STOP_SECONDS, 0};
     w->stop_timer = evtimer_new(w->base, on_stop_timer, w);
     evtimer_add(w->stop_timer, &tv);
@@ -1335,6 +1592,21 @@ static void worker_stop(struct worker *w)
     free(all);
     if (w->n_sessions == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    if (w->n_sessions || w->stopping || w->retiring)
+        return;
+    log_debug("worker %u: idle for %d s, exiting", w->a->index, EXTRA_IDLE_SECONDS);
+    w->retiring = true;
+    close_listeners(w);
+    publish_load(w);
+    event_base_loopexit(w->base, NULL);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -1384,7 +1656,11 @@ int worker_main(struct worker_args *a)
         log_error("worker %u: cannot create an event loop", a->index);
         return 1;
     }
-    if (deliverer_new(w.c->delivery_threads ? w.c->delivery_threads : 4, &w.deliverer, &e) < 0) {
+    /* A worker of a few sessions needs no more threads than it has sessions. */
+    unsigned threads = w.c->delivery_threads ? w.c->delivery_threads : 4;
+    if (w.c->worker_sessions && threads > w.c->worker_sessions)
+        threads = w.c->worker_sessions;
+    if (deliverer_new(threads, &w.deliverer, &e) < 0) {
         log_error("worker %u: %s", a->index, e.text);
         event_base_free(w.base);
         return 1;
@@ -1426,6 +1702,12 @@ int worker_main(struct worker_args *a)
         }
         evconnlistener_set_error_cb(w.wl[i].lev, on_accept_error);
     }
+    if (a->on_demand) {
+        w.idle_timer = evtimer_new(w.base, on_idle_timer, &w);
+        struct timeval tv = {EXTRA_IDLE_SECONDS, 0};
+        evtimer_add(w.idle_timer, &tv);
+    }
+    publish_load(&w);
     if (rc == 0) {
         log_debug("worker %u: serving", a->index);
         event_base_dispatch(w.base);
@@ -1433,14 +1715,12 @@ int worker_main(struct worker_args *a)
 
     /* Close every connection; deliveries in flight complete into sessions
      * marked dead, which their callbacks then free. */
-    for (size_t i = 0; i < w.n_wl; i++)
-        if (w.wl[i].lev)
-            evconnlistener_free(w.wl[i].lev);
+    close_listeners(&w);
     while (w.sessions) {
         struct session *s = w.sessions;
         struct session *next;
         /* Walk past sessions kept only for their delivery. */
-        while (s && s->dead && s->delivering)
+        while (s && s->dead && (s->delivering || s->fs_busy))
             s = s->next;
         if (!s)
             break;
@@ -1449,6 +1729,7 @@ int worker_main(struct worker_args *a)
         session_free(s);
     }
     w.stopping = w.retiring = false;   /* no loopexit from the callbacks below */
+    fs_stop(&w);
     deliverer_free(w.deliverer);
     event_free(w.deliver_ev);
     event_free(w.heartbeat_ev);
@@ -1456,6 +1737,8 @@ int worker_main(struct worker_args *a)
     event_free(w.retire_ev);
     if (w.stop_timer)
         event_free(w.stop_timer);
+    if (w.idle_timer)
+        event_free(w.idle_timer);
     free(w.wl);
     if (w.users != a->users)
         users_free(w.users);

@@ -12,12 +12,22 @@
  * supervisor before the first fork: per-IP connection counts (one row per
  * worker, written only by that worker, summed by readers; a row is zeroed
  * by the supervisor when its worker dies, so a crash never leaks counts)
- * and per-IP AUTH failure counts for the growing delay.
+ * and per-IP AUTH failure counts for the growing delay, and each worker's
+ * session count and "full" flag.
+ *
+ * A worker serves at most conf->worker_sessions sessions at once (0: no
+ * limit); when it has that many it stops accepting (its listeners are
+ * disabled, and a byte on the heartbeat pipe wakes the supervisor, which
+ * starts another worker if none has room) until one ends.  With the
+ * default of 1 every session is its own process: a crash or a hang in one
+ * session (the heartbeat watchdog kills a hung worker) ends that session
+ * alone.  Workers started on demand exit after EXTRA_IDLE_SECONDS idle.
  */
 #ifndef CORREOD_WORKER_H
 #define CORREOD_WORKER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +54,7 @@ struct srv_listener {
 
 #define SHM_BUCKETS 4096        /* per-IP hash buckets (power of two) */
 #define SHM_ROWS 520            /* worker rows: up to 256 workers, old and new */
+#define EXTRA_IDLE_SECONDS 30   /* an on-demand worker idle this long exits */
 
 struct srv_shm {
     _Atomic uint32_t rows_used;  /* rows below this may be non-zero */
@@ -52,6 +63,11 @@ struct srv_shm {
     /* AUTH failures per IP bucket, and when the last one happened */
     _Atomic uint32_t auth_fail[SHM_BUCKETS];
     _Atomic int64_t auth_fail_at[SHM_BUCKETS];
+    /* Per worker row, written by that worker: its open sessions, and 1
+     * while it takes no new connection (full, retiring or stopping), so
+     * the supervisor knows when to start another worker. */
+    _Atomic uint32_t sessions[SHM_ROWS];
+    _Atomic uint32_t full[SHM_ROWS];
 };
 
 struct worker_args {
@@ -64,6 +80,8 @@ struct worker_args {
     unsigned row;                       /* this worker's row in shm->conn */
     int heartbeat_fd;                   /* write end: one byte a second */
     unsigned index;                     /* for log lines */
+    bool on_demand;                     /* started because every worker was
+                                           full: exits after a while idle */
 };
 
 /* Run the worker until it is told to stop (SIGTERM) and its sessions are

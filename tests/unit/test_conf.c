@@ -111,6 +111,7 @@ static char *field(const struct conf *c, const char *name)
     U(port_offset); U(smtp_port); U(submission_port); U(submissions_port);
     U(pop3_port); U(pop3s_port);
     S(run_user); S(pid_file); U(workers); U(delivery_threads);
+    U(worker_sessions); U(max_workers);
     S(users_file); S(aliases_file); S(maildir_template); S(queue_dir);
     S(tls_cert); S(tls_key);
     B(auth_allow_plaintext_loopback); B(vrfy);
@@ -185,6 +186,8 @@ static const struct field_case defaults[] = {
     {"pid_file", "@D@/correod.pid"},
     {"workers", "2"},
     {"delivery_threads", "4"},
+    {"worker_sessions", "1"},
+    {"max_workers", "128"},
     {"users_file", "@D@/users"},
     {"aliases_file", "(null)"},
     {"maildir_template", "@D@/mail/%d/%n"},
@@ -273,6 +276,10 @@ static const struct set_case sets[] = {
     {"pid_file ~/x.pid", "pid_file", "/home/tester/x.pid"},
     {"workers 8", "workers", "8"},
     {"delivery_threads 16", "delivery_threads", "16"},
+    {"worker_sessions 0", "worker_sessions", "0"},
+    {"worker_sessions 50", "worker_sessions", "50"},
+    {"max_workers 1", "max_workers", "1"},
+    {"max_workers 256", "max_workers", "256"},
     {"users_file /etc/correod/users", "users_file", "/etc/correod/users"},
     {"aliases_file aliases", "aliases_file", "@D@/aliases"},
     {"maildir_template /var/mail/%d/%n", "maildir_template", "/var/mail/%d/%n"},
@@ -367,6 +374,9 @@ static const struct error_case errors[] = {
     {"workers 0", "@F@:5: workers: expects a number from 1 to 256, not '0'"},
     {"workers two", "@F@:5: workers: expects a number from 1 to 256, not 'two'"},
     {"workers", "@F@:5: workers: expects exactly one value"},
+    {"worker_sessions -1", "@F@:5: worker_sessions: expects a number from 0 to 1000000, not '-1'"},
+    {"max_workers 0", "@F@:5: max_workers: expects a number from 1 to 256, not '0'"},
+    {"max_workers 257", "@F@:5: max_workers: expects a number from 1 to 256, not '257'"},
     {"vrfy yes no", "@F@:5: vrfy: expects exactly one value (quote it if it contains blanks)"},
     {"vrfy maybe", "@F@:5: vrfy: expects yes or no, not 'maybe'"},
     {"max_message_size 10X",
