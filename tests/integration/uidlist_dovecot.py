@@ -328,6 +328,14 @@ def concurrent(d, folder, names):
                 appended[xid] = int(m.group(2))
                 if i % 10 == 0:
                     c.c.noop()
+                    # Let our sync loop take at least one turn per ten
+                    # appends, however fast or slow either side is, so the
+                    # two really interleave (a deadline, not a sleep).
+                    seen = sync_turns[0]
+                    until = time.monotonic() + 60
+                    while sync_turns[0] == seen and time.monotonic() < until:
+                        turned.wait(0.05)
+                        turned.clear()
                 if i % 10 == 5:
                     # Expunge one of ours and one delivered meanwhile.
                     gone = [appended["c%03d" % (i - 5)]]
@@ -354,6 +362,8 @@ def concurrent(d, folder, names):
             stop.wait(0.005)
 
     dumps = []
+    sync_turns = [0]
+    turned = threading.Event()
     th = [threading.Thread(target=appender), threading.Thread(target=deliverer)]
     for t in th:
         t.start()
@@ -365,6 +375,8 @@ def concurrent(d, folder, names):
         dumps.extend(parse_dumps(r.stdout))
         writes += r.stderr.count(b"written 1")
         runs += 1
+        sync_turns[0] = runs
+        turned.set()
     for t in th:
         t.join(60)
     r = tool("sync", folder, 2)
