@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,7 @@ struct imap_conn {
     char *user;
     struct imap_limits lim;
     bool broken;
+    bool dropped;                 /* the connection ended: EOF, reset, timeout, BYE */
     bool guard_failed;
     struct err guard_err;
     uint64_t bytes_in;
@@ -450,9 +452,12 @@ static ssize_t g_read(mailstream_low *low, void *buf, size_t count)
     if (c->broken)
         return -1;
     r = g->inner->driver->mailstream_read(g->inner, buf, count);
-    if (r < 0) {
+    if (r <= 0) {
+        /* The end of the stream or an I/O error (reset, timeout): the
+         * connection is gone, whatever libetpan makes of the short read. */
         c->broken = true;
-        return -1;
+        c->dropped = true;
+        return r < 0 ? -1 : 0;
     }
     c->bytes_in += (uint64_t)r;
     if (r > 0 && guard_scan(c, buf, (size_t)r) != 0)
@@ -470,8 +475,10 @@ static ssize_t g_write(mailstream_low *low, const void *buf, size_t count)
     if (g->c->broken)
         return -1;
     r = g->inner->driver->mailstream_write(g->inner, buf, count);
-    if (r < 0)
+    if (r < 0) {
         g->c->broken = true;
+        g->c->dropped = true;
+    }
     return r;
 }
 
@@ -560,6 +567,35 @@ void imap_mark_broken(struct imap_conn *c)
     c->broken = true;
 }
 
+bool imap_dropped(const struct imap_conn *c)
+{
+    return c != NULL && c->broken && c->dropped && !c->guard_failed;
+}
+
+int imap_poll(struct imap_conn *c, int timeout_ms)
+{
+    struct pollfd pfd;
+    mailstream *st;
+    int r;
+
+    if (!imap_usable(c))
+        return -1;
+    st = c->s->imap_stream;
+    if (st->read_buffer_len > 0 || (c->tc != NULL && tls_conn_has_buffered(c->tc)))
+        return 1;
+    pfd.fd = c->tc != NULL ? tls_conn_fd(c->tc) : -1;
+    if (pfd.fd < 0)
+        return -1;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    do
+        r = poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -1;
+    return r > 0 ? 1 : 0;
+}
+
 const char *imap_user(const struct imap_conn *c)
 {
     return c->user;
@@ -604,6 +640,7 @@ int imap_check(struct imap_conn *c, int r, const char *what, struct err *e)
         const struct err *last = c->tc != NULL ? tls_conn_last_error(c->tc) : NULL;
 
         c->broken = true;
+        c->dropped = true;
         if (last != NULL && last->code != ERR_OK)
             err_set(e, ERR_NET, "%s: %s", what, last->text);
         else
@@ -612,12 +649,15 @@ int imap_check(struct imap_conn *c, int r, const char *what, struct err *e)
         return -1;
     }
     case MAILIMAP_ERROR_PARSE:
+        if (c->dropped)
+            return imap_check(c, MAILIMAP_ERROR_STREAM, what, e);
         c->broken = true;
         err_set(e, ERR_PARSE, "%s: the server's reply could not be parsed", what);
         err_scope(e, ERR_SCOPE_ACCOUNT, false);
         return -1;
     case MAILIMAP_ERROR_FATAL:
         c->broken = true;
+        c->dropped = true;
         server_text(c, text, sizeof text);
         err_set(e, ERR_PROTO, "%s: the server ended the session%s", what, text);
         err_scope(e, ERR_SCOPE_ACCOUNT, true);

@@ -146,6 +146,14 @@ bool imap_usable(const struct imap_conn *c);
 /* Declare the connection out of step (a pipelined exchange failed in the
  * middle): every later command fails at once. */
 void imap_mark_broken(struct imap_conn *c);
+/* Whether the connection ended under us (EOF, reset, timeout, a BYE),
+ * as opposed to being given up after a limit or a reply that did not
+ * parse: only a dropped connection is worth connecting again. */
+bool imap_dropped(const struct imap_conn *c);
+/* Whether the server has sent something not yet read: 1 yes (or the
+ * connection ended), 0 nothing within timeout_ms, -1 not usable.  Bytes
+ * already buffered (libetpan's, TLS's) count without waiting. */
+int imap_poll(struct imap_conn *c, int timeout_ms);
 /* The user name logged in with. */
 const char *imap_user(const struct imap_conn *c);
 /* Bytes received so far (after the guard), for tests and statistics. */
@@ -167,5 +175,19 @@ int imap_simple(struct imap_conn *c, const char *command, struct err *e);
 /* mailbox_ops for imap:// and imaps:// (mua/mbox_imap.c). */
 struct mailbox_ops;
 extern const struct mailbox_ops mbox_imap_ops;
+
+/* What the IMAP backend of an open mailbox did, for tests and the
+ * benchmark (all zero for another backend). */
+struct imap_stats {
+    uint64_t bytes_in;          /* received on the current connection */
+    uint64_t commands;          /* tagged commands on every connection since open */
+    unsigned reconnects;        /* connections made again after a drop */
+    unsigned reloads;           /* full reloads after a UIDVALIDITY change */
+    bool qresync;               /* the last load came from QRESYNC (the cache + changes) */
+    bool idling;                /* an IDLE is pending */
+    size_t pending_flags;       /* flag changes not yet confirmed by the server */
+};
+struct mailbox;
+void mbox_imap_stats(const struct mailbox *mb, struct imap_stats *out);
 
 #endif

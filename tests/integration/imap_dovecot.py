@@ -13,7 +13,14 @@ and Dovecot's own count of bytes sent at logout is far smaller); a new
 message is the only one fetched; STARTTLS on the plain port; a wrong
 password, a wrong pin and a missing password fail clearly; flags set and
 cleared, delete + expunge, copy, move, append, read of a whole message
-and of its header; tiny fake servers (threads here) play a PREAUTH and a
+and of its header; reconnecting: the session's imap process killed while a
+flag change is pending (the change reaches the server, the store keeps
+every record, others' new and expunged messages are picked up by UID),
+IDLE (another client's APPEND reported by check() within 2 s), a QRESYNC
+reopen after 10 new messages and 5 flag changes (only those cross the
+wire: header fetches, commands and bytes counted), a folder deleted and
+recreated under an open session (new UIDVALIDITY: reloaded); tiny fake
+servers (threads here) play a PREAUTH and a
 bad greeting on an account that needs STARTTLS, and the client sends them
 nothing.
 """
@@ -21,6 +28,8 @@ import email.header
 import imaplib
 import os
 import re
+import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -165,6 +174,197 @@ def fake_server(script):
     return ls.getsockname()[1], got, t
 
 
+class Session:
+    """imaptool URL session: one open mailbox driven line by line."""
+
+    def __init__(self, url, env):
+        self.p = subprocess.Popen([TOOL, url, "session"], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+
+    def ask(self, line, timeout=30):
+        self.p.stdin.write((line + "\n").encode())
+        self.p.stdin.flush()
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.p.stdout], [], [], deadline - time.monotonic())
+            if not r:
+                break
+            ln = self.p.stdout.readline().decode("utf-8", "replace")
+            if ln == "":
+                break
+            if ln == ".\n":
+                return out
+            out.append(ln.rstrip("\n"))
+        raise RuntimeError("imaptool session: no answer to %r: %r" % (line, out))
+
+    def stats(self):
+        line = self.ask("stats")[0]
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+    def close(self):
+        self.p.stdin.close()
+        try:
+            rc = self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        err = self.p.stderr.read().decode("utf-8", "replace")
+        self.p.stdout.close()
+        self.p.stderr.close()
+        return rc, err
+
+
+def kill_imap(d):
+    """Kill the imap processes of this Dovecot (children of its master whose
+    title is INSTANCE/imap), as a network drop or a dead server would end a
+    session.  Returns how many were killed."""
+    killed = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                title = f.read().split(b"\0")[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        name = title.split(b" ")[0]
+        if ppid == d.proc.pid and (name == b"imap" or name.endswith(b"/imap")):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def fill_folder(d, name, n, start=0):
+    path = os.path.join(d.maildir("alice"), "." + name)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+    for i in range(start, start + n):
+        fn = os.path.join(path, "new", "%d.M%d.test" % (1700000000 + i, i))
+        with open(fn, "wb") as f:
+            f.write(message(5000 + i, subject="%s %05d" % (name, i)))
+    for dirpath, _, filenames in os.walk(path):
+        os.chown(dirpath, d.mail_uid, d.mail_gid)
+        for fn in filenames:
+            os.chown(os.path.join(dirpath, fn), d.mail_uid, d.mail_gid)
+
+
+def resync_cases(d, tmp, env):
+    port = d.port("imaps")
+    url = "imaps://alice@127.0.0.1:%d/Resync" % port
+    imap_cmd(d, ("create", "Resync"))
+    fill_folder(d, "Resync", 20)
+
+    # 1. The connection dies while a flag change is pending.
+    s = Session(url, env)
+    n0 = int(s.ask("count")[0].split()[1])
+    check(n0 == 20, "session count %d" % n0)
+    uids = sorted(listing("\n".join(s.ask("list"))))
+    check(kill_imap(d) >= 1, "an imap process was killed")
+    out = s.ask("flags %d +F +S" % uids[0])
+    check(not any(l.startswith("error") for l in out), "flag change after a kill: %r" % out)
+    st = s.stats()
+    check(st.get("reconnects") == 1 and st.get("pending") == 0,
+          "reconnected once, nothing pending: %r" % st)
+    check(sorted(server_view(d, "Resync")[uids[0]]["flags"]) == ["F", "S"],
+          "the pending flag change is on the server")
+    check(s.ask("count") == ["count 20"], "the store kept every record")
+    # Others change the folder, then the connection dies again: check
+    # picks up a new and an expunged message by UID, without a reload.
+    imap_cmd(d, ("select", "Resync"),
+             ("uid", "STORE", str(uids[1]), "+FLAGS", "(\\Deleted)"), ("expunge",),
+             ("append", "Resync", None, None, message(77, subject="While away")))
+    kill_imap(d)
+    out = s.ask("check")
+    check(out and out[0] == "changed 1", "check after a drop: %r" % out[:1])
+    lst = listing("\n".join(out[1:]))
+    check(uids[1] not in lst and any(m["subject"] == "While away" for m in lst.values()),
+          "resync by UID: expunged gone, new one there")
+    same(lst, server_view(d, "Resync"), "after a drop and others' changes")
+    st = s.stats()
+    check(st.get("reconnects") == 2 and st.get("reloads") == 0, "resync, no reload: %r" % st)
+
+    # 2. IDLE: check() enters it; another client's APPEND is reported
+    # within 2 s by the next check().
+    out = s.ask("check")
+    st = s.stats()
+    check(st.get("idling") == 1, "check entered IDLE: %r" % st)
+    before = int(s.ask("count")[0].split()[1])
+    imap_cmd(d, ("append", "Resync", None, None, message(78, subject="Pushed")))
+    t0 = time.monotonic()
+    seen = False
+    while time.monotonic() - t0 < 2.0:
+        out = s.ask("check")
+        if out and out[0] == "changed 1" and any("Pushed" in l for l in out):
+            seen = True
+            break
+    took = time.monotonic() - t0
+    check(seen, "IDLE: new message reported within 2 s (%.2f s)" % took)
+    check(int(s.ask("count")[0].split()[1]) == before + 1, "IDLE: one more message")
+    print("IDLE: new message seen after %.2f s" % took, flush=True)
+    # A drop while idling is a dead socket too.
+    kill_imap(d)
+    out = s.ask("check")
+    check(out and not out[0].startswith("error"), "check after a drop in IDLE: %r" % out[:1])
+    same(listing("\n".join(out[1:])), server_view(d, "Resync"), "after a drop in IDLE")
+
+    # 4. The folder is deleted and recreated under the session: a new
+    # UIDVALIDITY reloads everything.
+    s.ask("check")
+    imap_cmd(d, ("delete", "Resync"), ("create", "Resync"),
+             ("append", "Resync", None, None, message(79, subject="Reborn")))
+    kill_imap(d)
+    out = s.ask("check")
+    lst = listing("\n".join(out[1:]))
+    check(out and out[0] == "changed 1", "check after recreate: %r" % out[:1])
+    check([m["subject"] for m in lst.values()] == ["Reborn"], "recreated folder: %r" % lst)
+    st = s.stats()
+    check(st.get("reloads") == 1, "new UIDVALIDITY reloaded: %r" % st)
+    rc, err = s.close()
+    check(rc == 0, "session exit %d: %s" % (rc, err[-300:]))
+
+    # 3. QRESYNC reopen after 10 new messages and 5 flag changes.
+    qurl = "imaps://alice@127.0.0.1:%d/Quick" % port
+    imap_cmd(d, ("create", "Quick"))
+    fill_folder(d, "Quick", 500)
+    rc, out, err = run([qurl, "list"], env)
+    check(rc == 0 and len(listing(out)) == 500, "Quick cold: %d %s" % (rc, err[-200:]))
+    cold = dict(re.findall(r"(\w+)=(\d+)", err.split("imap ", 1)[-1].splitlines()[0]))
+    rc, out, err = run([qurl, "list"], env)
+    warm = dict(re.findall(r"(\w+)=(\d+)", err.split("imap ", 1)[-1].splitlines()[0]))
+    quids = sorted(listing(out))
+    cmds = [("select", "Quick")]
+    for i in range(10):
+        cmds.append(("append", "Quick", None, None, message(900 + i, subject="Fresh %d" % i)))
+    for u in quids[100:105]:
+        cmds.append(("uid", "STORE", str(u), "+FLAGS", "(\\Flagged)"))
+    imap_cmd(d, *cmds)
+    rc, out, err = run([qurl, "list"], env)
+    lst = listing(out)
+    q = dict(re.findall(r"(\w+)=(\d+)", err.split("imap ", 1)[-1].splitlines()[0]))
+    check(rc == 0 and len(lst) == 510, "QRESYNC reopen lists %d: %s" % (len(lst), err[-200:]))
+    check(stats(err) == (500, 10, 0), "QRESYNC reopen: only the 10 new headers fetched %s"
+          % (stats(err),))
+    check(q.get("qresync") == "1", "QRESYNC used: %r" % q)
+    same(lst, server_view(d, "Quick"), "after the QRESYNC reopen")
+    # Every UID and flag of 500 messages (what a reopen without QRESYNC
+    # asks for) is larger than what crossed the wire.
+    flags_bytes = sum(len(x) for x in imap_cmd(d, ("select", "Quick", True),
+                                              ("uid", "FETCH", "1:*", "(UID FLAGS)"))[1][1])
+    check(int(q["bytes"]) < flags_bytes, "QRESYNC reopen received %s bytes, a FLAGS refresh "
+          "alone is %d" % (q["bytes"], flags_bytes))
+    check(int(q["commands"]) <= 8, "QRESYNC reopen used %s commands" % q["commands"])
+    print("Quick (500): cold %s bytes/%s commands, warm %s/%s, QRESYNC reopen after 10 new "
+          "+ 5 flags %s/%s (a bare UID FLAGS list: %d bytes)"
+          % (cold.get("bytes"), cold.get("commands"), warm.get("bytes"), warm.get("commands"),
+             q["bytes"], q["commands"], flags_bytes), flush=True)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="correo-imap-")
     os.chmod(tmp, 0o755)   # Dovecot's unprivileged processes read below it
@@ -194,7 +394,12 @@ def main():
         check(rc == 0, "warm list exit %d: %s" % (rc, err))
         same(listing(out), server, "warm open")
         check(stats(err) == (12, 0, 0), "warm open stats %s" % (stats(err),))
+        # Dovecot's log process writes the logout line a little later.
+        deadline = time.monotonic() + 10
         sent = logout_bytes(d)
+        while len(sent) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            sent = logout_bytes(d)
         if len(sent) >= 3:
             # sessions: cold open, imaplib, warm open
             check(sent[2] * 2 < sent[0], "warm open: Dovecot sent %d bytes, cold %d"
@@ -319,6 +524,8 @@ def main():
               "new UIDVALIDITY: fresh headers, %r" % lst)
         check(stats(err) is not None and stats(err)[0] == 0,
               "new UIDVALIDITY: no cache hit %s" % (stats(err),))
+
+        resync_cases(d, tmp, env)
 
         # A larger folder: several pipelined batches, progress, then all
         # from the cache.

@@ -13,12 +13,20 @@
  *   imaptool URL read UID           the whole message on stdout
  *   imaptool URL headers UID        its header block on stdout
  *   imaptool URL check              check, then "changed N" and the list
+ *   imaptool URL session            commands from stdin, one per line (the
+ *                                   ones above without URL, plus "stats"
+ *                                   and "count"), on one open mailbox; each
+ *                                   answer ends with a line "." ("error"
+ *                                   before it on a failure, whose text goes
+ *                                   to stderr)
  *
  * Settings from the environment: IMAP_USER, IMAP_PASS, IMAP_PASS_CMD,
  * IMAP_FINGERPRINT, IMAP_CA_FILE, IMAP_ALLOW_PLAIN=1, IMAP_TIMEOUT_MS,
  * IMAP_HCACHE (header cache directory; unset: no cache), IMAP_READONLY=1.
- * After the load, "stats hits=H misses=M stale=S" and "progress calls=N
- * last=DONE/TOTAL" go to stderr.  Exit
+ * After the load, "stats hits=H misses=M stale=S", "progress calls=N
+ * last=DONE/TOTAL" and "imap bytes=B commands=C qresync=Q reconnects=R
+ * reloads=L" go to stderr; "stats" in a session prints that last line
+ * (plus "idling=I pending=P") on stdout.  Exit
  * status 0, 1 on an error (its text on stderr), 2 for bad usage.
  */
 #include <fcntl.h>
@@ -124,6 +132,152 @@ static int fail(const struct err *e)
     return 1;
 }
 
+static void print_imap_stats(FILE *f, const struct mailbox *mb, bool more)
+{
+    struct imap_stats st;
+
+    mbox_imap_stats(mb, &st);
+    fprintf(f, "imap bytes=%llu commands=%llu qresync=%d reconnects=%u reloads=%u",
+            (unsigned long long)st.bytes_in, (unsigned long long)st.commands,
+            st.qresync ? 1 : 0, st.reconnects, st.reloads);
+    if (more)
+        fprintf(f, " idling=%d pending=%zu", st.idling ? 1 : 0, st.pending_flags);
+    fputc('\n', f);
+}
+
+/* One command (argv[0]) on the open mailbox. */
+static int run_cmd(struct mailbox *mb, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    struct err e;
+    long i;
+    int rc = 0;
+
+    if (strcmp(cmd, "list") == 0) {
+        print_all(mb);
+    } else if (strcmp(cmd, "flags") == 0 && argc >= 2) {
+        unsigned fl;
+
+        if ((i = find_uid(mb, argv[1])) < 0) {
+            rc = 1;
+        } else {
+            fl = store_get(&mb->store, (uint32_t)i)->flags;
+            for (int k = 2; k < argc; k++) {
+                unsigned f = letter_flag(argv[k][1]);
+
+                if ((argv[k][0] != '+' && argv[k][0] != '-') || f == 0) {
+                    rc = usage();
+                    break;
+                }
+                fl = argv[k][0] == '+' ? fl | f : fl & ~f;
+            }
+            if (rc == 0 && mb->ops->set_flags(mb, (uint32_t)i, fl, &e) != 0)
+                rc = fail(&e);
+            if (rc == 0)
+                print_msg(mb, (uint32_t)i);
+        }
+    } else if (strcmp(cmd, "delete") == 0 && argc >= 2) {
+        struct mailbox_sync_errs errs = {0, NULL};
+
+        for (int k = 1; k < argc && rc == 0; k++) {
+            if ((i = find_uid(mb, argv[k])) < 0)
+                rc = 1;
+            else
+                store_get_mut(&mb->store, (uint32_t)i)->flags |= MSG_DELETED;
+        }
+        if (rc == 0 && mb->ops->sync(mb, &errs, &e) != 0)
+            rc = fail(&e);
+        mailbox_sync_errs_free(&errs);
+        if (rc == 0)
+            print_all(mb);
+    } else if ((strcmp(cmd, "copy") == 0 || strcmp(cmd, "move") == 0) && argc == 3) {
+        if ((i = find_uid(mb, argv[1])) < 0)
+            rc = 1;
+        else if (mb->ops->copy(mb, (uint32_t)i, argv[2], cmd[0] == 'm', &e) != 0)
+            rc = fail(&e);
+        else
+            print_all(mb);
+    } else if (strcmp(cmd, "append") == 0 && argc >= 2) {
+        struct buf data = BUF_INIT;
+        unsigned fl = 0;
+        int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+
+        if (argc >= 3)
+            for (const char *p = argv[2]; *p != '\0'; p++)
+                fl |= letter_flag(*p);
+        if (fd < 0 || buf_read_all(&data, fd) != 0) {
+            perror(argv[1]);
+            rc = 1;
+        } else if (mb->ops->append(mb, data.data, data.len, fl, &e) != 0) {
+            rc = fail(&e);
+        } else {
+            print_all(mb);
+        }
+        if (fd >= 0)
+            close(fd);
+        buf_free(&data);
+    } else if ((strcmp(cmd, "read") == 0 || strcmp(cmd, "headers") == 0) && argc == 2) {
+        struct buf out = BUF_INIT;
+
+        if ((i = find_uid(mb, argv[1])) < 0)
+            rc = 1;
+        else if ((cmd[0] == 'r' ? mb->ops->read_message : mb->ops->read_headers)(
+                     mb, (uint32_t)i, &out, &e) != 0)
+            rc = fail(&e);
+        else if (out.len > 0 && fwrite(out.data, 1, out.len, stdout) != out.len)
+            rc = 1;
+        buf_free(&out);
+    } else if (strcmp(cmd, "check") == 0) {
+        bool changed = false;
+
+        if (mb->ops->check(mb, &changed, &e) != 0) {
+            rc = fail(&e);
+        } else {
+            printf("changed %d\n", changed ? 1 : 0);
+            print_all(mb);
+        }
+    } else {
+        rc = usage();
+    }
+    return rc;
+}
+
+/* Commands from stdin until its end. */
+static int session(struct mailbox *mb)
+{
+    char line[4096];
+
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        char *args[32];
+        int n = 0;
+
+        for (char *tok = strtok(line, " \t\r\n"); tok != NULL && n < 32;
+             tok = strtok(NULL, " \t\r\n"))
+            args[n++] = tok;
+        if (n == 0)
+            continue;
+        if (strcmp(args[0], "stats") == 0) {
+            print_imap_stats(stdout, mb, true);
+        } else if (strcmp(args[0], "count") == 0) {
+            uint32_t live = 0;
+
+            for (uint32_t k = 0; k < store_count(&mb->store); k++) {
+                const struct store_msg *m = store_get(&mb->store, k);
+
+                if ((m->bits & STORE_B_FILLED) && !(m->bits & STORE_B_GONE))
+                    live++;
+            }
+            printf("count %u\n", live);
+        } else if (run_cmd(mb, n, args) != 0) {
+            printf("error\n");
+        }
+        printf(".\n");
+        if (fflush(stdout) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct mailbox_open_opts o = {MAILBOX_NO_HCACHE, NULL};
@@ -132,7 +286,6 @@ int main(int argc, char **argv)
     struct progress pr = {0, 0, 0};
     struct err e;
     const char *cmd;
-    long i;
     int rc = 0;
 
     if (argc < 3)
@@ -163,94 +316,13 @@ int main(int argc, char **argv)
     fprintf(stderr, "stats hits=%zu misses=%zu stale=%zu\n", mb->stats.cache_hits,
             mb->stats.cache_misses, mb->stats.cache_stale);
     fprintf(stderr, "progress calls=%zu last=%zu/%zu\n", pr.calls, pr.done, pr.total);
+    print_imap_stats(stderr, mb, false);
     if (mb->has_warning)
         fprintf(stderr, "imaptool: warning: %s\n", mb->warning.text);
-    if (strcmp(cmd, "list") == 0) {
-        print_all(mb);
-    } else if (strcmp(cmd, "flags") == 0 && argc >= 4) {
-        unsigned fl;
-
-        if ((i = find_uid(mb, argv[3])) < 0) {
-            rc = 1;
-        } else {
-            fl = store_get(&mb->store, (uint32_t)i)->flags;
-            for (int k = 4; k < argc; k++) {
-                unsigned f = letter_flag(argv[k][1]);
-
-                if ((argv[k][0] != '+' && argv[k][0] != '-') || f == 0) {
-                    rc = usage();
-                    break;
-                }
-                fl = argv[k][0] == '+' ? fl | f : fl & ~f;
-            }
-            if (rc == 0 && mb->ops->set_flags(mb, (uint32_t)i, fl, &e) != 0)
-                rc = fail(&e);
-            if (rc == 0)
-                print_msg(mb, (uint32_t)i);
-        }
-    } else if (strcmp(cmd, "delete") == 0 && argc >= 4) {
-        struct mailbox_sync_errs errs = {0, NULL};
-
-        for (int k = 3; k < argc && rc == 0; k++) {
-            if ((i = find_uid(mb, argv[k])) < 0)
-                rc = 1;
-            else
-                store_get_mut(&mb->store, (uint32_t)i)->flags |= MSG_DELETED;
-        }
-        if (rc == 0 && mb->ops->sync(mb, &errs, &e) != 0)
-            rc = fail(&e);
-        mailbox_sync_errs_free(&errs);
-        if (rc == 0)
-            print_all(mb);
-    } else if ((strcmp(cmd, "copy") == 0 || strcmp(cmd, "move") == 0) && argc == 5) {
-        if ((i = find_uid(mb, argv[3])) < 0)
-            rc = 1;
-        else if (mb->ops->copy(mb, (uint32_t)i, argv[4], cmd[0] == 'm', &e) != 0)
-            rc = fail(&e);
-        else
-            print_all(mb);
-    } else if (strcmp(cmd, "append") == 0 && argc >= 4) {
-        struct buf data = BUF_INIT;
-        unsigned fl = 0;
-        int fd = open(argv[3], O_RDONLY | O_CLOEXEC);
-
-        if (argc >= 5)
-            for (const char *p = argv[4]; *p != '\0'; p++)
-                fl |= letter_flag(*p);
-        if (fd < 0 || buf_read_all(&data, fd) != 0) {
-            perror(argv[3]);
-            rc = 1;
-        } else if (mb->ops->append(mb, data.data, data.len, fl, &e) != 0) {
-            rc = fail(&e);
-        } else {
-            print_all(mb);
-        }
-        if (fd >= 0)
-            close(fd);
-        buf_free(&data);
-    } else if ((strcmp(cmd, "read") == 0 || strcmp(cmd, "headers") == 0) && argc == 4) {
-        struct buf out = BUF_INIT;
-
-        if ((i = find_uid(mb, argv[3])) < 0)
-            rc = 1;
-        else if ((cmd[0] == 'r' ? mb->ops->read_message : mb->ops->read_headers)(
-                     mb, (uint32_t)i, &out, &e) != 0)
-            rc = fail(&e);
-        else if (out.len > 0 && fwrite(out.data, 1, out.len, stdout) != out.len)
-            rc = 1;
-        buf_free(&out);
-    } else if (strcmp(cmd, "check") == 0) {
-        bool changed = false;
-
-        if (mb->ops->check(mb, &changed, &e) != 0) {
-            rc = fail(&e);
-        } else {
-            printf("changed %d\n", changed ? 1 : 0);
-            print_all(mb);
-        }
-    } else {
-        rc = usage();
-    }
+    if (strcmp(cmd, "session") == 0)
+        rc = session(mb);
+    else
+        rc = run_cmd(mb, argc - 2, argv + 2);
     mailbox_close(mb);
     imap_settings_set(NULL);
     if (fflush(stdout) != 0)

@@ -944,6 +944,299 @@ static void test_backend_hostile(void **state)
     }
 }
 
+/* ---- dropped connections, polling, reconnecting ------------------------------ */
+
+/* Connect as alice to a server playing script (which it sends at once;
+ * it hangs up after a final BYE, else stays silent); the
+ * connection is handed back. */
+static struct imap_conn *connect_to(struct server *srv, const char *script)
+{
+    struct imap_settings s;
+    struct imap_conn *c = NULL;
+    struct imap_url u;
+    struct err e;
+    char *url;
+
+    server_start(srv, script, strlen(script));
+    memset(&s, 0, sizeof s);
+    s.pass = "secret";
+    s.allow_plain = true;
+    s.timeout_ms = 2000;
+    url = xasprintf("imap://alice@127.0.0.1:%u/INBOX", srv->port);
+    assert_int_equal(imap_url_parse(url, &u, NULL), 0);
+    if (imap_connect(&u, &s, &c, &e) != 0)
+        fail_msg("connect: %s", e.text);
+    imap_url_free(&u);
+    free(url);
+    return c;
+}
+
+/* Which failures count as a dropped connection (worth connecting again)
+ * and which do not (a reply that does not parse; limits: test_limits). */
+static void test_dropped_or_broken(void **state)
+{
+    static const struct {
+        const char *tail;     /* after the login */
+        bool dropped;
+        enum err_code code;
+    } cases[] = {
+        {"", true, ERR_NET},                                   /* no answer: the read times out */
+        {"* BYE shutting down\r\n", true, ERR_NET},            /* BYE, then the server hangs up */
+        {"4 GARBAGE (((\r\n", false, ERR_PARSE},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char *script = xasprintf(LOGGED_IN "%s", cases[i].tail);
+        struct server srv;
+        struct imap_conn *c;
+        struct err e;
+        int rc;
+
+        c = connect_to(&srv, script);
+        rc = imap_simple(c, "NOOP", &e);
+        assert_int_equal(rc, -1);
+        if (cases[i].code == ERR_NET)
+            assert_true(e.code == ERR_NET || e.code == ERR_PROTO);
+        else
+            assert_true(e.code == ERR_PARSE || e.code == ERR_PROTO);
+        if (imap_dropped(c) != cases[i].dropped)
+            fail_msg("case %zu: dropped %d", i, imap_dropped(c));
+        assert_false(imap_usable(c));
+        assert_int_equal(imap_poll(c, 0), -1);
+        imap_close(c);
+        server_join(&srv);
+        buf_free(&srv.got);
+        free(script);
+    }
+}
+
+/* imap_poll: 0 while the server is quiet, 1 as soon as it has sent
+ * something (an IDLE notification), without reading it. */
+static void test_poll(void **state)
+{
+    struct server srv;
+    struct imap_conn *c;
+    struct err e;
+    struct timespec t0, t1;
+    (void)state;
+
+    c = connect_to(&srv, LOGGED_IN "4 OK noop\r\n* 5 EXISTS\r\n");
+    assert_int_equal(imap_simple(c, "NOOP", &e), 0);
+    /* "* 5 EXISTS" arrived with the NOOP's reply: already buffered. */
+    assert_int_equal(imap_poll(c, 0), 1);
+    imap_close(c);
+    server_join(&srv);
+    buf_free(&srv.got);
+
+    c = connect_to(&srv, LOGGED_IN);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(imap_poll(c, 100), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 90);
+    assert_true(imap_usable(c));
+    imap_close(c);
+    server_join(&srv);
+    buf_free(&srv.got);
+}
+
+/* A server of two connections: the first plays script1 and hangs up when
+ * the client has sent hangup_on; the second plays script2. */
+struct server2 {
+    int lfd;
+    unsigned port;
+    const char *script[2];
+    const char *hangup_on;
+    struct buf got[2];
+    pthread_t tid;
+};
+
+static void *server2_main(void *arg)
+{
+    struct server2 *s = arg;
+
+    for (int k = 0; k < 2; k++) {
+        struct pollfd pfd = {s->lfd, POLLIN, 0};
+        size_t len = strlen(s->script[k]);
+        int fd;
+
+        if (poll(&pfd, 1, 10000) != 1)
+            return NULL;
+        fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        if (send(fd, s->script[k], len, MSG_NOSIGNAL) != (ssize_t)len) {
+            close(fd);
+            return NULL;
+        }
+        for (;;) {
+            char b[4096];
+            struct pollfd q = {fd, POLLIN, 0};
+            ssize_t r;
+
+            if (poll(&q, 1, 10000) != 1)
+                break;
+            r = read(fd, b, sizeof b);
+            if (r <= 0 || buf_append(&s->got[k], b, (size_t)r) != 0)
+                break;
+            if (k == 0 && contains(&s->got[0], s->hangup_on))
+                break;   /* the connection dies: the command is never answered */
+            if (k == 1)
+                answer_logout(fd, &s->got[1]);
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+#define SELECTED_AGAIN                                                \
+    "* OK ready\r\n"                                                  \
+    "* CAPABILITY IMAP4rev1\r\n"                                      \
+    "1 OK done\r\n"                                                   \
+    "2 OK logged in\r\n"                                              \
+    "* CAPABILITY IMAP4rev1 UIDPLUS\r\n"                              \
+    "3 OK done\r\n"
+
+/* The connection dies while a flag change is on its way: the backend
+ * connects again, SELECTs, resynchronises by UID (the store keeps its
+ * records; a message another client added appears, one it expunged goes)
+ * and sends the pending change again; a new UIDVALIDITY reloads. */
+static void test_backend_reconnect(void **state)
+{
+    static const struct {
+        const char *uidvalidity;   /* on the second connection */
+        const char *refresh;       /* its reply to UID FETCH 1:* (UID FLAGS) */
+        int rc;                    /* of set_flags */
+        unsigned reloads;
+    } cases[] = {
+        {"7",
+         "* 1 FETCH (UID 10 FLAGS (\\Seen))\r\n"
+         "* 2 FETCH (UID 12 FLAGS (\\Answered))\r\n"
+         "* 3 FETCH (UID 13 FLAGS ())\r\n"
+         "5 OK fetched\r\n"
+         "* 3 FETCH (UID 13 RFC822.SIZE 50 BODY[HEADER.FIELDS (SUBJECT)] {18}\r\n"
+         "Subject: third\r\n\r\n)\r\n"
+         "6 OK fetched\r\n"
+         "7 OK stored\r\n",
+         0, 0},
+        {"8",
+         "* 1 FETCH (UID 1 FLAGS ())\r\n"
+         "5 OK fetched\r\n"
+         "* 1 FETCH (UID 1 RFC822.SIZE 50 BODY[HEADER.FIELDS (SUBJECT)] {18}\r\n"
+         "Subject: again\r\n\r\n)\r\n"
+         "6 OK fetched\r\n",
+         -1, 1},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct mailbox_open_opts o = {MAILBOX_NO_HCACHE, NULL};
+        struct imap_settings s;
+        struct server2 srv;
+        struct sockaddr_in a;
+        socklen_t alen = sizeof a;
+        struct mailbox *mb = NULL;
+        struct imap_stats st;
+        struct err e;
+        char *url, *script1, *script2;
+        uint32_t idx = STORE_NONE;
+        int rc;
+
+        script1 = xasprintf(SELECTED
+                            "* 1 FETCH (UID 10 BODY[HEADER.FIELDS (SUBJECT)] {18}\r\n"
+                            "Subject: first\r\n\r\n)\r\n"
+                            "* 2 FETCH (UID 11 BODY[HEADER.FIELDS (SUBJECT)] {18}\r\n"
+                            "Subject: secnd\r\n\r\n)\r\n"
+                            "* 3 FETCH (UID 12 BODY[HEADER.FIELDS (SUBJECT)] {18}\r\n"
+                            "Subject: third\r\n\r\n)\r\n"
+                            "6 OK fetched\r\n");
+        script2 = xasprintf(SELECTED_AGAIN "* 3 EXISTS\r\n* OK [UIDVALIDITY %s] ok\r\n"
+                            "4 OK [READ-WRITE] selected\r\n%s",
+                            cases[i].uidvalidity, cases[i].refresh);
+        memset(&srv, 0, sizeof srv);
+        buf_init(&srv.got[0], 1 << 20);
+        buf_init(&srv.got[1], 1 << 20);
+        srv.script[0] = script1;
+        srv.script[1] = script2;
+        srv.hangup_on = "UID STORE";
+        srv.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(srv.lfd, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(listen(srv.lfd, 2), 0);
+        assert_int_equal(getsockname(srv.lfd, (struct sockaddr *)&a, &alen), 0);
+        srv.port = ntohs(a.sin_port);
+        assert_int_equal(pthread_create(&srv.tid, NULL, server2_main, &srv), 0);
+
+        memset(&s, 0, sizeof s);
+        s.pass = "secret";
+        s.allow_plain = true;
+        s.timeout_ms = 3000;
+        imap_settings_set(&s);
+        url = xasprintf("imap://alice@127.0.0.1:%u/INBOX", srv.port);
+        if (mailbox_open_opts(url, &o, &mb, &e) != 0 || mailbox_load(mb, NULL, NULL, &e) != 0)
+            fail_msg("open/load: %s", e.text);
+        assert_int_equal(store_count(&mb->store), 3);
+        for (uint32_t k = 0; k < store_count(&mb->store); k++)
+            if (strcmp(store_str(&mb->store, store_get(&mb->store, k)->name), "10") == 0)
+                idx = k;
+        assert_true(idx != STORE_NONE);
+        rc = mb->ops->set_flags(mb, idx, MSG_SEEN | MSG_FLAGGED, &e);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: set_flags %d: %s", i, rc, rc != 0 ? e.text : "");
+        mbox_imap_stats(mb, &st);
+        assert_int_equal(st.reconnects, 1);
+        assert_int_equal(st.reloads, cases[i].reloads);
+        if (cases[i].reloads == 0) {
+            /* Same UIDVALIDITY: 10 kept (with the change), 11 gone, 12
+             * kept, 13 new; the change confirmed and nothing pending. */
+            unsigned live = 0;
+
+            for (uint32_t k = 0; k < store_count(&mb->store); k++) {
+                const struct store_msg *m = store_get(&mb->store, k);
+                const char *name = store_str(&mb->store, m->name);
+
+                if (!(m->bits & STORE_B_FILLED) || (m->bits & STORE_B_GONE)) {
+                    assert_string_equal(name, "11");
+                    continue;
+                }
+                live++;
+                if (strcmp(name, "10") == 0)
+                    assert_int_equal(m->flags & (MSG_SEEN | MSG_FLAGGED),
+                                     MSG_SEEN | MSG_FLAGGED);
+                if (strcmp(name, "12") == 0)
+                    assert_int_equal(m->flags, MSG_REPLIED);
+            }
+            assert_int_equal(live, 3);
+            assert_int_equal(st.pending_flags, 0);
+        } else {
+            assert_int_equal(e.code, ERR_NOTFOUND);
+            assert_int_equal(store_count(&mb->store), 1);
+            assert_string_equal(store_str(&mb->store, store_get(&mb->store, 0)->subject),
+                                "again");
+            assert_true(mb->has_warning);
+        }
+        mailbox_close(mb);
+        pthread_join(srv.tid, NULL);
+        close(srv.lfd);
+        assert_true(contains(&srv.got[0], "UID STORE 10 +FLAGS.SILENT (\\Flagged)"));
+        if (cases[i].reloads == 0) {
+            assert_true(contains(&srv.got[1], "4 SELECT INBOX\r\n"));
+            assert_true(contains(&srv.got[1], "UID STORE 10 +FLAGS.SILENT (\\Flagged)"));
+            assert_true(contains(&srv.got[1], "6 UID FETCH 13 "));
+        } else {
+            assert_false(contains(&srv.got[1], "UID STORE"));
+        }
+        buf_free(&srv.got[0]);
+        buf_free(&srv.got[1]);
+        imap_settings_set(NULL);
+        free(url);
+        free(script1);
+        free(script2);
+    }
+}
+
 static void test_settings(void **state)
 {
     struct imap_settings s;
@@ -1011,6 +1304,9 @@ int main(void)
         cmocka_unit_test(test_bye_mid_session),
         cmocka_unit_test(test_backend_load),
         cmocka_unit_test(test_backend_hostile),
+        cmocka_unit_test(test_dropped_or_broken),
+        cmocka_unit_test(test_poll),
+        cmocka_unit_test(test_backend_reconnect),
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_settings_from_config),
     };
