@@ -186,9 +186,12 @@ def children(pid):
     return {int(x) for x in r.stdout.split()}
 
 
-def worker_pids(d):
-    """Live worker processes, from the supervisor's own log lines."""
-    pids = {int(m) for m in re.findall(r"started worker \d+ \(pid (\d+)\)", d.log())}
+def worker_pids(d, below=None):
+    """Live worker processes, from the supervisor's own log lines; with
+    below=N only those in the configured slots 0..N-1 (not the extra
+    workers started on demand, which are not replaced when they die)."""
+    pids = {int(p) for slot, p in re.findall(r"started worker (\d+) \(pid (\d+)\)", d.log())
+            if below is None or int(slot) < below}
     return pids & children(d.pid)
 
 
@@ -678,7 +681,7 @@ def t_sighup(d):
 def current_workers(d, n=2):
     """The live workers once exactly n (the configured number) are left:
     workers replaced by a reload may still be finishing for a moment."""
-    return wait_until(lambda: (lambda p: p if len(p) == n else None)(worker_pids(d)),
+    return wait_until(lambda: (lambda p: p if len(p) == n else None)(worker_pids(d, below=n)),
                       timeout=15, what="%d live workers" % n)
 
 
@@ -687,7 +690,7 @@ def t_kill_worker(d):
     victim = sorted(pids)[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: victim not in children(d.pid), timeout=10, what="the worker to die")
-    fresh = wait_until(lambda: (worker_pids(d) - pids) or None, timeout=15,
+    fresh = wait_until(lambda: (worker_pids(d, below=2) - pids) or None, timeout=15,
                        what="a replacement worker")
     check(len(fresh) >= 1, "a killed worker is restarted", fresh)
     check(d.proc.poll() is None, "the supervisor survives a worker's death")
@@ -708,7 +711,7 @@ def t_hung_worker(d):
     os.kill(victim, signal.SIGSTOP)   # alive but silent: no more heartbeats
     try:
         fresh = wait_until(lambda: (victim not in children(d.pid) and
-                                    (worker_pids(d) - pids)) or None,
+                                    (worker_pids(d, below=2) - pids)) or None,
                            timeout=30, what="the hung worker to be replaced")
     finally:
         try:
