@@ -179,6 +179,7 @@ enum config_string_flags { CFG_SECRET = 1, CFG_REGEX = 2 };
     X(STRING, html_filter, "", 0, 0) \
     X(BOOL, ignore_list_reply_to, "no", 0, 0) \
     X(NUMBER, imap_keepalive, "300", 0, 86400) \
+    X(STRING, imap_oauth_cmd, "", 0, 0) \
     X(STRING, imap_pass, "", CFG_SECRET, 0) \
     X(STRING, imap_user, "", 0, 0) \
     X(BOOL, implicit_autoview, "no", 0, 0) \

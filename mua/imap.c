@@ -14,6 +14,7 @@
 #include <libetpan/mailstream_low.h>
 
 #include "child.h"
+#include "codec.h"
 #include "config.h"
 #include "sanitize.h"
 #include "tls.h"
@@ -208,7 +209,7 @@ void imap_limits_default(struct imap_limits *l)
 }
 
 static struct imap_settings g_settings;
-static char *g_strings[5];
+static char *g_strings[6];
 
 static const char *keep(int i, const char *s)
 {
@@ -229,6 +230,7 @@ void imap_settings_set(const struct imap_settings *s)
     g_settings.pass_cmd = keep(2, s->pass_cmd);
     g_settings.tls_fingerprint = keep(3, s->tls_fingerprint);
     g_settings.tls_ca_file = keep(4, s->tls_ca_file);
+    g_settings.oauth_cmd = keep(5, s->oauth_cmd);
 }
 
 const struct imap_settings *imap_settings_get(void)
@@ -244,6 +246,7 @@ void imap_settings_from_config(const struct config *cfg)
     s.user = cfg->opt.imap_user;
     s.pass = cfg->opt.imap_pass;
     s.pass_cmd = cfg->opt.imap_pass_cmd;
+    s.oauth_cmd = cfg->opt.imap_oauth_cmd;
     s.tls_fingerprint = cfg->opt.tls_fingerprint;
     s.tls_ca_file = cfg->opt.tls_ca_file;
     s.allow_plain = !cfg->opt.ssl_force_tls;
@@ -549,8 +552,11 @@ mailimap *imap_session(struct imap_conn *c)
 
 bool imap_has_cap(struct imap_conn *c, const char *cap)
 {
+    /* A bare "* CAPABILITY" leaves the list NULL, which libetpan's
+     * lookups do not expect. */
     if (c->s == NULL || c->s->imap_connection_info == NULL ||
-        c->s->imap_connection_info->imap_capability == NULL)
+        c->s->imap_connection_info->imap_capability == NULL ||
+        c->s->imap_connection_info->imap_capability->cap_list == NULL)
         return false;
     if (strncasecmp(cap, "AUTH=", 5) == 0)
         return mailimap_has_authentication(c->s, cap + 5) != 0;
@@ -685,14 +691,33 @@ int imap_simple(struct imap_conn *c, const char *command, struct err *e)
     return imap_check(c, mailimap_custom_command(c->s, command), command, e);
 }
 
-/* CAPABILITY, the answer stored in the session. */
+static int write_all(struct imap_conn *c, const char *s, size_t n);
+
+/* CAPABILITY, the answer stored in the session by the response parser.
+ * Not mailimap_capability(): it dereferences the session's capability
+ * list, which is NULL when the server answered OK without a CAPABILITY
+ * line (that server then has no capabilities). */
 static int ask_caps(struct imap_conn *c, struct err *e)
 {
-    struct mailimap_capability_data *cap = NULL;
-    int r = mailimap_capability(c->s, &cap);
+    struct mailimap_response *resp = NULL;
+    int r = mailimap_send_current_tag(c->s);
 
-    if (cap != NULL)
-        mailimap_capability_data_free(cap);
+    if (r == MAILIMAP_NO_ERROR &&
+        (write_all(c, "CAPABILITY\r\n", 12) != 0 || mailstream_flush(c->s->imap_stream) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailimap_read_line(c->s) == NULL)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_parse_response(c->s, &resp);
+    if (r == MAILIMAP_NO_ERROR) {
+        bool ok = resp->rsp_resp_done->rsp_type == MAILIMAP_RESP_DONE_TYPE_TAGGED &&
+                  resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type ==
+                      MAILIMAP_RESP_COND_STATE_OK;
+
+        mailimap_response_free(resp);
+        if (!ok)
+            r = MAILIMAP_ERROR_CAPABILITY;
+    }
     return imap_check(c, r, "CAPABILITY", e);
 }
 
@@ -723,36 +748,79 @@ static int write_all(struct imap_conn *c, const char *s, size_t n)
     return mailstream_write(c->s->imap_stream, s, n) == (ssize_t)n ? 0 : -1;
 }
 
-/* AUTHENTICATE PLAIN, with the initial response on the command line when
- * the server has SASL-IR. */
-static int auth_plain(struct imap_conn *c, const char *user, const char *pass, struct err *e)
+/* The server's SASL challenge in the line just read ("+ base64"), decoded
+ * and log-safe, as " (text)" into out, or "" when there is none. */
+static void challenge_text(struct imap_conn *c, char *out, size_t size)
 {
-    struct buf raw = BUF_INIT, b64 = BUF_INIT;
+    const char *l = c->s->imap_stream_buffer->str;
+    size_t n = c->s->imap_stream_buffer->len, i = 1;
+    struct buf dec, shown;
+
+    out[0] = '\0';
+    while (i < n && l[i] == ' ')
+        i++;
+    while (n > i && (l[n - 1] == '\n' || l[n - 1] == '\r'))
+        n--;
+    if (n <= i || n - i > 4 * SERVER_TEXT_MAX)
+        return;
+    buf_init(&dec, 3 * SERVER_TEXT_MAX + 4);
+    buf_init(&shown, SERVER_TEXT_MAX);
+    if (codec_b64_decode(l + i, n - i, &dec, NULL) == 0 && dec.len > 0) {
+        (void)sanitize_log(&shown, dec.data, dec.len);
+        snprintf(out, size, " (%s)", buf_cstr(&shown));
+    }
+    buf_free(&dec);
+    buf_free(&shown);
+}
+
+#define SASL_ROUNDS_MAX 4   /* continuations answered before giving up */
+
+/* AUTHENTICATE mech with the response raw[0..n), on the command line when
+ * the server has SASL-IR, else after the first continuation.  A further
+ * continuation is, for OAuth (oauth_reply non-NULL), the server's JSON
+ * explanation of a refusal (RFC 7628 3.2.3): it is answered with
+ * oauth_reply and kept for the error; otherwise it cancels ("*"). */
+static int auth_sasl(struct imap_conn *c, const char *mech, const char *raw, size_t n,
+                     const char *oauth_reply, struct err *e)
+{
+    struct buf b64 = BUF_INIT;
     struct mailimap_response *resp = NULL;
-    bool ir = imap_has_cap(c, "SASL-IR");
+    bool ir = imap_has_cap(c, "SASL-IR"), sent = ir, answered = false;
+    char what[64], detail[SERVER_TEXT_MAX + 8] = "";
     int r, ok = 0;
 
-    if (buf_putc(&raw, '\0') != 0 || buf_puts(&raw, user) != 0 || buf_putc(&raw, '\0') != 0 ||
-        buf_puts(&raw, pass) != 0)
-        die("imap: unbounded buffer refused an append");
-    b64_encode((const unsigned char *)raw.data, raw.len, &b64);
-    explicit_bzero(raw.data, raw.len);
-    buf_free(&raw);
+    snprintf(what, sizeof what, "AUTHENTICATE %s", mech);
+    b64_encode((const unsigned char *)raw, n, &b64);
     r = mailimap_send_current_tag(c->s);
     if (r == MAILIMAP_NO_ERROR &&
-        (write_all(c, "AUTHENTICATE PLAIN", 18) != 0 ||
+        (write_all(c, what, strlen(what)) != 0 ||
          (ir && (write_all(c, " ", 1) != 0 || write_all(c, b64.data, b64.len) != 0)) ||
          write_all(c, "\r\n", 2) != 0 || mailstream_flush(c->s->imap_stream) != 0))
         r = MAILIMAP_ERROR_STREAM;
-    if (r == MAILIMAP_NO_ERROR && mailimap_read_line(c->s) == NULL)
-        r = MAILIMAP_ERROR_STREAM;
-    if (r == MAILIMAP_NO_ERROR && c->s->imap_stream_buffer->len > 0 &&
-        c->s->imap_stream_buffer->str[0] == '+') {
-        /* A continuation: the response, or (after SASL-IR) "*" to cancel. */
-        if (ir ? write_all(c, "*\r\n", 3) != 0
-               : (write_all(c, b64.data, b64.len) != 0 || write_all(c, "\r\n", 2) != 0))
+    for (int round = 0; r == MAILIMAP_NO_ERROR; round++) {
+        int w;
+
+        if (mailimap_read_line(c->s) == NULL) {
             r = MAILIMAP_ERROR_STREAM;
-        else if (mailstream_flush(c->s->imap_stream) != 0 || mailimap_read_line(c->s) == NULL)
+            break;
+        }
+        if (c->s->imap_stream_buffer->len == 0 || c->s->imap_stream_buffer->str[0] != '+')
+            break;
+        if (round >= SASL_ROUNDS_MAX) {
+            r = MAILIMAP_ERROR_PARSE;   /* a server that never ends the exchange */
+            break;
+        }
+        if (!sent) {
+            w = write_all(c, b64.data, b64.len);
+            sent = true;
+        } else if (oauth_reply != NULL && !answered) {
+            challenge_text(c, detail, sizeof detail);
+            w = write_all(c, oauth_reply, strlen(oauth_reply));
+            answered = true;
+        } else {
+            w = write_all(c, "*", 1);
+        }
+        if (w != 0 || write_all(c, "\r\n", 2) != 0 || mailstream_flush(c->s->imap_stream) != 0)
             r = MAILIMAP_ERROR_STREAM;
     }
     explicit_bzero(b64.data, b64.len);
@@ -769,7 +837,68 @@ static int auth_plain(struct imap_conn *c, const char *user, const char *pass, s
         else
             r = MAILIMAP_ERROR_LOGIN;
     }
-    return imap_check(c, r, "AUTHENTICATE PLAIN", e);
+    if (imap_check(c, r, what, e) == 0)
+        return 0;
+    if (detail[0] != '\0' && e != NULL) {
+        /* The server's explanation after its NO, cut to what fits. */
+        size_t have = strnlen(e->text, sizeof e->text - 1), add = strlen(detail);
+
+        if (add > sizeof e->text - 1 - have)
+            add = sizeof e->text - 1 - have;
+        memcpy(e->text + have, detail, add);
+        e->text[have + add] = '\0';
+    }
+    return -1;
+}
+
+/* AUTHENTICATE PLAIN: authzid (empty) NUL authcid NUL password. */
+static int auth_plain(struct imap_conn *c, const char *user, const char *pass, struct err *e)
+{
+    struct buf raw = BUF_INIT;
+    int rc;
+
+    if (buf_putc(&raw, '\0') != 0 || buf_puts(&raw, user) != 0 || buf_putc(&raw, '\0') != 0 ||
+        buf_puts(&raw, pass) != 0)
+        die("imap: unbounded buffer refused an append");
+    rc = auth_sasl(c, "PLAIN", raw.data, raw.len, NULL, e);
+    explicit_bzero(raw.data, raw.len);
+    buf_free(&raw);
+    return rc;
+}
+
+/* OAUTHBEARER (RFC 7628) when offered, else XOAUTH2, with a bearer token.
+ * A refusal's JSON is answered with the dummy response: %x01 for
+ * OAUTHBEARER (RFC 7628 3.2.3), an empty line for XOAUTH2. */
+static int auth_oauth(struct imap_conn *c, const char *user, const char *token, unsigned port,
+                      struct err *e)
+{
+    struct buf raw = BUF_INIT;
+    bool bearer = imap_has_cap(c, "AUTH=OAUTHBEARER");
+    int rc;
+
+    if (!bearer && !imap_has_cap(c, "AUTH=XOAUTH2"))
+        return err_set(e, ERR_UNSUPPORTED, "imap_oauth_cmd is set, but the server offers "
+                                           "neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2");
+    if (bearer) {
+        /* gs2-header "n,a=<saslname>," then host, port, auth; ',' and '='
+         * in the name escaped as =2C and =3D. */
+        if (buf_puts(&raw, "n,a=") != 0)
+            die("imap: unbounded buffer refused an append");
+        for (const char *p = user; *p != '\0'; p++)
+            if ((*p == ',' ? buf_puts(&raw, "=2C")
+                 : *p == '=' ? buf_puts(&raw, "=3D") : buf_putc(&raw, *p)) != 0)
+                die("imap: unbounded buffer refused an append");
+        if (buf_printf(&raw, ",\001host=%s\001port=%u\001auth=Bearer %s\001\001", c->host, port,
+                       token) != 0)
+            die("imap: unbounded buffer refused an append");
+    } else if (buf_printf(&raw, "user=%s\001auth=Bearer %s\001\001", user, token) != 0) {
+        die("imap: unbounded buffer refused an append");
+    }
+    rc = auth_sasl(c, bearer ? "OAUTHBEARER" : "XOAUTH2", raw.data, raw.len,
+                   bearer ? "AQ==" : "", e);
+    explicit_bzero(raw.data, raw.len);
+    buf_free(&raw);
+    return rc;
 }
 
 static int get_password(const struct imap_settings *s, int timeout_ms, char **pass,
@@ -787,20 +916,29 @@ static int get_password(const struct imap_settings *s, int timeout_ms, char **pa
     return -1;
 }
 
-static int login(struct imap_conn *c, const struct imap_settings *s, int timeout_ms,
-                 struct err *e)
+static int login(struct imap_conn *c, const struct imap_settings *s, unsigned port,
+                 int timeout_ms, struct err *e)
 {
     char *pass = NULL;
+    bool oauth = s->oauth_cmd != NULL && s->oauth_cmd[0] != '\0';
     int rc;
 
-    if (get_password(s, timeout_ms, &pass, e) != 0)
-        return -1;
-    if (imap_has_cap(c, "AUTH=PLAIN")) {
-        rc = auth_plain(c, c->user, pass, e);
-    } else if (imap_has_cap(c, "LOGINDISABLED")) {
-        rc = err_set(e, ERR_UNSUPPORTED, "the server offers neither AUTH=PLAIN nor LOGIN");
+    if (oauth) {
+        if (child_secret("imap_oauth_cmd", s->oauth_cmd, timeout_ms, &pass, e) != 0) {
+            err_scope(e, ERR_SCOPE_ACCOUNT, e != NULL && e->temporary);
+            return -1;
+        }
+        rc = auth_oauth(c, c->user, pass, port, e);
     } else {
-        rc = imap_check(c, mailimap_login(c->s, c->user, pass), "LOGIN", e);
+        if (get_password(s, timeout_ms, &pass, e) != 0)
+            return -1;
+        if (imap_has_cap(c, "AUTH=PLAIN")) {
+            rc = auth_plain(c, c->user, pass, e);
+        } else if (imap_has_cap(c, "LOGINDISABLED")) {
+            rc = err_set(e, ERR_UNSUPPORTED, "the server offers neither AUTH=PLAIN nor LOGIN");
+        } else {
+            rc = imap_check(c, mailimap_login(c->s, c->user, pass), "LOGIN", e);
+        }
     }
     explicit_bzero(pass, strlen(pass));
     free(pass);
@@ -951,7 +1089,7 @@ int imap_connect(const struct imap_url *u, const struct imap_settings *s,
         }
     }
     if (greet != IMAP_GREETING_PREAUTH) {
-        if (login(c, s, timeout_ms, e) != 0)
+        if (login(c, s, u->port, timeout_ms, e) != 0)
             goto fail;
         if (ask_caps(c, e) != 0)
             goto fail;

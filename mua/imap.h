@@ -6,7 +6,9 @@
  * the settings a connection is made with (user, password or password
  * command, TLS pin or CA file, whether cleartext is acceptable, timeout),
  * the connection itself -- connect, greeting, CAPABILITY, STARTTLS, LOGIN
- * or AUTHENTICATE PLAIN (with SASL-IR when offered), LOGOUT -- and the guard
+ * or AUTHENTICATE PLAIN (with SASL-IR when offered), or with a token command
+ * AUTHENTICATE OAUTHBEARER or XOAUTH2 (RFC 7628; the token is never put in
+ * an error), LOGOUT -- and the guard
  * between the socket and libetpan that bounds what a server may send.
  *
  * Security.  imap:// requires STARTTLS unless the settings allow cleartext
@@ -90,6 +92,8 @@ struct imap_settings {
     const char *user;             /* when the URL has none; NULL/"": none */
     const char *pass;             /* NULL/"": use pass_cmd */
     const char *pass_cmd;         /* run with /bin/sh -c; first line is the password */
+    const char *oauth_cmd;        /* run with /bin/sh -c; first line is a bearer token:
+                                     OAUTHBEARER (preferred) or XOAUTH2 instead of a password */
     const char *tls_fingerprint;  /* SHA-256 pin of the server's certificate */
     const char *tls_ca_file;      /* PEM file of CAs to trust as well */
     bool allow_plain;             /* imap:// may stay cleartext without STARTTLS */
@@ -103,7 +107,7 @@ void imap_settings_set(const struct imap_settings *s);
 /* The current ones (never NULL; strings may be NULL). */
 const struct imap_settings *imap_settings_get(void);
 /* imap_settings_set from the configuration: imap_user, imap_pass,
- * imap_pass_cmd, tls_fingerprint, tls_ca_file, ssl_force_tls (no: cleartext
+ * imap_pass_cmd, imap_oauth_cmd, tls_fingerprint, tls_ca_file, ssl_force_tls (no: cleartext
  * is acceptable), timeout (connect_timeout when > 0, else the default). */
 void imap_settings_from_config(const struct config *cfg);
 

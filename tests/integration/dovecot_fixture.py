@@ -93,8 +93,15 @@ class Dovecot:
                     os.chown(dirpath, uid, gid)
                 os.chown(os.path.join(self.root, "mail"), uid, gid)
         self.mail_uid, self.mail_gid = uid, gid
+        # Four distinct ports: each socket stays bound until all are chosen.
+        held = []
         for name in ("imap", "imaps", "pop3", "pop3s"):
-            self.ports[name] = _free_port()
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+            self.ports[name] = sock.getsockname()[1]
+        for sock in held:
+            sock.close()
         self.conf = os.path.join(self.root, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write("""# private test instance
@@ -156,19 +163,32 @@ pop3_uidl_format = %08Xu%08Xv
            user=login_user, group=login_group, extra=self.extra_conf, **self.ports))
 
     def __enter__(self):
-        self._write_config()
-        self._log = open(os.path.join(self.root, "stderr.log"), "ab")
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not all(_accepts(p) for p in self.ports.values()):
-            if self.proc.poll() is not None:
-                raise RuntimeError("dovecot exited %d: %s" % (self.proc.returncode, self.log()))
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("dovecot did not listen: %s" % self.log())
-            time.sleep(0.05)
-        return self
+        # Tests run in parallel: a port chosen free may be taken before
+        # Dovecot binds it.  Then Dovecot exits at once, and another set of
+        # ports is tried.
+        for attempt in range(5):
+            self._write_config()
+            for name in ("dovecot.log", "stderr.log"):
+                open(os.path.join(self.root, name), "wb").close()
+            self._log = open(os.path.join(self.root, "stderr.log"), "ab")
+            self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 20
+            while not all(_accepts(p) for p in self.ports.values()):
+                if self.proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("dovecot did not listen: %s" % self.log())
+                time.sleep(0.05)
+            else:
+                return self
+            log = self.log()
+            self._log.close()
+            self.proc = None
+            if "Address already in use" not in log and "duplicate listener" not in log:
+                break
+        raise RuntimeError("dovecot could not start: %s" % log)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

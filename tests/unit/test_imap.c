@@ -7,6 +7,7 @@
  * tests check both what the client concluded and what it sent: nothing
  * after a PREAUTH or bad greeting on an account that needs STARTTLS, no
  * credential when STARTTLS is missing, the exact AUTHENTICATE lines, and
+ * OAUTHBEARER/XOAUTH2 with their payloads and refusals, and
  * an error (never a crash or a huge allocation) for an oversized literal,
  * an endless line or deep nesting.
  */
@@ -27,6 +28,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "config.h"
 #include "err.h"
 #include "imap.h"
@@ -424,6 +426,29 @@ static void test_login_methods(void **state)
     assert_false(contains(&got, "secret"));
     buf_free(&got);
 
+    /* CAPABILITY answered OK without a CAPABILITY line (no capabilities):
+     * LOGIN, no crash. */
+    assert_int_equal(play("* OK ready\r\n"
+                          "1 OK done\r\n"
+                          "2 OK logged in\r\n"
+                          "3 OK done\r\n",
+                          &plain, "imap", NULL, &e, &got),
+                     0);
+    assert_true(contains(&got, "1 CAPABILITY\r\n2 LOGIN alice secret\r\n3 CAPABILITY\r\n"));
+    buf_free(&got);
+
+    /* An empty CAPABILITY line: no capabilities, LOGIN, no crash. */
+    assert_int_equal(play("* OK ready\r\n"
+                          "* CAPABILITY\r\n"
+                          "1 OK done\r\n"
+                          "2 OK logged in\r\n"
+                          "* CAPABILITY\r\n"
+                          "3 OK done\r\n",
+                          &plain, "imap", NULL, &e, &got),
+                     0);
+    assert_true(contains(&got, "2 LOGIN alice secret\r\n"));
+    buf_free(&got);
+
     /* PREAUTH where cleartext is acceptable: no login at all. */
     assert_int_equal(play("* PREAUTH welcome\r\n"
                           "* CAPABILITY IMAP4rev1\r\n"
@@ -467,6 +492,180 @@ static void test_password_sources(void **state)
     assert_int_equal(e.code, ERR_INVAL);
     assert_non_null(strstr(e.text, "imap_pass"));
     assert_false(contains(&got, "LOGIN"));
+    buf_free(&got);
+}
+
+/* The base64 after "prefix" up to CRLF in what the client sent, decoded
+ * (NUL-terminated in out). */
+static void sent_b64(const struct buf *got, const char *prefix, struct buf *out)
+{
+    const char *p, *end;
+
+    assert_true(got->len > 0);
+    p = memmem(got->data, got->len, prefix, strlen(prefix));
+    assert_non_null(p);
+    p += strlen(prefix);
+    end = memmem(p, got->len - (size_t)(p - got->data), "\r\n", 2);
+    assert_non_null(end);
+    buf_init(out, 4096);
+    assert_int_equal(codec_b64_decode(p, (size_t)(end - p), out, NULL), 0);
+    assert_int_equal(buf_putc(out, '\0'), 0);
+    out->len--;
+}
+
+#define OAUTH_CAPS(extra)                                       \
+    "* OK ready\r\n"                                            \
+    "* CAPABILITY IMAP4rev1 AUTH=PLAIN " extra "\r\n"           \
+    "1 OK done\r\n"
+
+/* OAuth with a token command: OAUTHBEARER preferred over XOAUTH2, the
+ * initial response on the command line with SASL-IR and after the
+ * continuation without it, the exact payloads, a refusal's JSON answered
+ * with the dummy response and shown in the error, never the token. */
+static void test_oauth(void **state)
+{
+    static const char prefix[] = "n,a=alice,\001host=127.0.0.1\001port=";
+    static const char suffix[] = "\001auth=Bearer tok-123.xyz\001\001";
+    static const char xo[] = "user=alice\001auth=Bearer tok-123.xyz\001\001";
+    /* {"status":"invalid_token","scope":"mail"} */
+    static const char json_b64[] =
+        "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=";
+    struct imap_settings s;
+    struct buf got, dec, enc;
+    struct err e;
+    const char *digits;
+    (void)state;
+
+    memset(&s, 0, sizeof s);
+    s.allow_plain = true;
+    s.oauth_cmd = "printf 'tok-123.xyz\\nsecond line\\n'";
+
+    /* Both offered, SASL-IR: OAUTHBEARER on the command line. */
+    assert_int_equal(play(OAUTH_CAPS("AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR")
+                          "2 OK authenticated\r\n"
+                          "* CAPABILITY IMAP4rev1\r\n"
+                          "3 OK done\r\n",
+                          &s, "imap", NULL, &e, &got),
+                     0);
+    assert_false(contains(&got, "LOGIN"));
+    assert_false(contains(&got, "PLAIN"));
+    assert_false(contains(&got, "XOAUTH2"));
+    assert_false(contains(&got, "secret"));
+    sent_b64(&got, "2 AUTHENTICATE OAUTHBEARER ", &dec);
+    assert_true(dec.len > strlen(prefix) + strlen(suffix));
+    assert_memory_equal(dec.data, prefix, strlen(prefix));
+    assert_memory_equal(dec.data + dec.len - strlen(suffix), suffix, strlen(suffix));
+    digits = dec.data + strlen(prefix);
+    assert_true(digits[0] >= '1' && digits[0] <= '9');
+    for (const char *q = digits; q < dec.data + dec.len - strlen(suffix); q++)
+        assert_true(*q >= '0' && *q <= '9');
+    assert_null(strstr(dec.data, "second line"));
+    buf_free(&dec);
+    /* Only the authentication and the capabilities after it: nothing else. */
+    assert_non_null(memmem(got.data, got.len, "\r\n3 CAPABILITY\r\n", 16));
+    buf_free(&got);
+
+    /* XOAUTH2 only, no SASL-IR: the response after the continuation. */
+    assert_int_equal(play(OAUTH_CAPS("AUTH=XOAUTH2")
+                          "+ \r\n"
+                          "2 OK authenticated\r\n"
+                          "* CAPABILITY IMAP4rev1\r\n"
+                          "3 OK done\r\n",
+                          &s, "imap", NULL, &e, &got),
+                     0);
+    buf_init(&enc, 4096);
+    assert_int_equal(codec_b64_encode(xo, strlen(xo), &enc), 0);
+    assert_int_equal(buf_puts(&enc, "\r\n"), 0);
+    assert_true(contains(&got, "2 AUTHENTICATE XOAUTH2\r\n"));
+    sent_b64(&got, "2 AUTHENTICATE XOAUTH2\r\n", &dec);
+    assert_string_equal(dec.data, xo);
+    buf_free(&dec);
+    assert_true(contains(&got, buf_cstr(&enc)));
+    buf_free(&got);
+
+    /* Refused OAUTHBEARER: the JSON challenge gets AQ== (%x01), the NO ends
+     * it; the error names the account and the JSON, never the token. */
+    assert_int_equal(play(OAUTH_CAPS("AUTH=OAUTHBEARER SASL-IR")
+                          "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n"
+                          "2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                          &s, "imap", NULL, &e, &got),
+                     -1);
+    (void)json_b64;
+    assert_int_equal(e.code, ERR_PROTO);
+    assert_int_equal(e.scope, ERR_SCOPE_ACCOUNT);
+    assert_non_null(strstr(e.text, "login as alice refused"));
+    assert_non_null(strstr(e.text, "Authentication failed"));
+    assert_non_null(strstr(e.text, "invalid_token"));
+    assert_null(strstr(e.text, "tok-123"));
+    sent_b64(&got, "2 AUTHENTICATE OAUTHBEARER ", &dec);
+    buf_free(&dec);
+    {
+        const char *line = memmem(got.data, got.len, "2 AUTHENTICATE OAUTHBEARER ", 27);
+        const char *next = memmem(line, got.len - (size_t)(line - got.data), "\r\n", 2);
+
+        assert_true(got.len - (size_t)(next + 2 - got.data) >= 6);
+        assert_memory_equal(next + 2, "AQ==\r\n", 6);
+    }
+    assert_false(contains(&got, "\r\n*\r\n"));
+    buf_free(&got);
+
+    /* Refused XOAUTH2 with SASL-IR: the challenge gets an empty line. */
+    assert_int_equal(play(OAUTH_CAPS("AUTH=XOAUTH2 SASL-IR")
+                          "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"
+                          "2 NO [AUTHENTICATIONFAILED] Invalid credentials\r\n",
+                          &s, "imap", NULL, &e, &got),
+                     -1);
+    assert_int_equal(e.code, ERR_PROTO);
+    assert_non_null(strstr(e.text, "401"));
+    assert_null(strstr(e.text, "tok-123"));
+    enc.len = 0;
+    assert_int_equal(buf_puts(&enc, "2 AUTHENTICATE XOAUTH2 "), 0);
+    assert_int_equal(codec_b64_encode(xo, strlen(xo), &enc), 0);
+    assert_int_equal(buf_puts(&enc, "\r\n\r\n"), 0);
+    assert_true(contains(&got, buf_cstr(&enc)));
+    buf_free(&got);
+    buf_free(&enc);
+
+    /* A server that never ends the exchange: answered once, then cancelled,
+     * then given up on. */
+    assert_int_equal(play(OAUTH_CAPS("AUTH=OAUTHBEARER SASL-IR")
+                          "+ \r\n+ \r\n+ \r\n+ \r\n+ \r\n+ \r\n+ \r\n+ \r\n",
+                          &s, "imap", NULL, &e, &got),
+                     -1);
+    assert_int_equal(e.code, ERR_PARSE);
+    assert_true(contains(&got, "\r\nAQ==\r\n*\r\n"));
+    buf_free(&got);
+
+    /* No OAuth mechanism offered: nothing is sent, not even a password. */
+    assert_int_equal(play(OAUTH_CAPS("SASL-IR"), &s, "imap", NULL, &e, &got), -1);
+    assert_int_equal(e.code, ERR_PROTO);
+    assert_int_equal(e.scope, ERR_SCOPE_ACCOUNT);
+    assert_non_null(strstr(e.text, "OAUTHBEARER"));
+    assert_non_null(strstr(e.text, "XOAUTH2"));
+    assert_false(contains(&got, "AUTHENTICATE"));
+    assert_false(contains(&got, "LOGIN"));
+    assert_false(contains(&got, "secret"));
+    buf_free(&got);
+
+    /* The token command fails: an error naming it, nothing sent. */
+    s.oauth_cmd = "echo oops >&2; exit 3";
+    assert_int_equal(play(OAUTH_CAPS("AUTH=OAUTHBEARER SASL-IR"), &s, "imap", NULL, &e, &got),
+                     -1);
+    assert_int_equal(e.scope, ERR_SCOPE_ACCOUNT);
+    assert_non_null(strstr(e.text, "imap_oauth_cmd"));
+    assert_false(contains(&got, "AUTHENTICATE"));
+    assert_false(contains(&got, "LOGIN"));
+    buf_free(&got);
+
+    /* On an account that needs TLS the token is not even asked for when
+     * STARTTLS is missing. */
+    s.allow_plain = false;
+    s.oauth_cmd = "echo tok-123.xyz";
+    assert_int_equal(play(OAUTH_CAPS("AUTH=OAUTHBEARER SASL-IR"), &s, "imap", NULL, &e, &got),
+                     -1);
+    assert_int_equal(e.code, ERR_TLS);
+    assert_false(contains(&got, "AUTHENTICATE"));
+    assert_false(contains(&got, "tok-123"));
     buf_free(&got);
 }
 
@@ -1253,6 +1452,7 @@ static void test_settings(void **state)
     assert_string_equal(imap_settings_get()->pass, "pw");
     assert_true(imap_settings_get()->allow_plain);
     assert_null(imap_settings_get()->pass_cmd);
+    assert_null(imap_settings_get()->oauth_cmd);
     imap_settings_set(NULL);
     assert_null(imap_settings_get()->user);
     assert_false(imap_settings_get()->allow_plain);
@@ -1268,6 +1468,7 @@ static void test_settings_from_config(void **state)
     s = imap_settings_get();
     assert_int_equal(config_set(cfg, "imap_user", "dave", NULL), 0);
     assert_int_equal(config_set(cfg, "imap_pass_cmd", "pass show mail", NULL), 0);
+    assert_int_equal(config_set(cfg, "imap_oauth_cmd", "oauth2 token", NULL), 0);
     assert_int_equal(config_set(cfg, "tls_fingerprint", "AB:CD", NULL), 0);
     assert_int_equal(config_set(cfg, "tls_ca_file", "/etc/ca.pem", NULL), 0);
     assert_int_equal(config_set(cfg, "connect_timeout", "7", NULL), 0);
@@ -1275,6 +1476,7 @@ static void test_settings_from_config(void **state)
     assert_string_equal(s->user, "dave");
     assert_null(s->pass);
     assert_string_equal(s->pass_cmd, "pass show mail");
+    assert_string_equal(s->oauth_cmd, "oauth2 token");
     assert_string_equal(s->tls_fingerprint, "AB:CD");
     assert_string_equal(s->tls_ca_file, "/etc/ca.pem");
     assert_false(s->allow_plain);   /* ssl_force_tls defaults to yes */
@@ -1296,6 +1498,7 @@ int main(void)
         cmocka_unit_test(test_starttls_required),
         cmocka_unit_test(test_login_methods),
         cmocka_unit_test(test_password_sources),
+        cmocka_unit_test(test_oauth),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_command_refused),
