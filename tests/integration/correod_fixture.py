@@ -12,6 +12,7 @@ port accepts a connection.  The process is stopped by its PID.
 """
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,14 +97,27 @@ class Correod:
         return r
 
     def __enter__(self):
-        self.offset = pick_offset()
-        self.cmd("init", self.dir, "--domain", self.domain, "--listen", "127.0.0.1",
-                 "--port-offset", str(self.offset), *self.init_args)
-        if self.conf_extra:
-            with open(self.conf, "a") as f:
-                f.write("\n" + self.conf_extra + "\n")
-        if self.start_on_enter:
-            self.start()
+        # Tests run in parallel: a port range found free can be taken by
+        # another test before correod binds it; then a new instance is made
+        # on another range (only here, before the test has used it).
+        for attempt in range(4):
+            self.offset = pick_offset()
+            self.cmd("init", self.dir, "--domain", self.domain, "--listen", "127.0.0.1",
+                     "--port-offset", str(self.offset), *self.init_args)
+            if self.conf_extra:
+                with open(self.conf, "a") as f:
+                    f.write("\n" + self.conf_extra + "\n")
+            if not self.start_on_enter:
+                return self
+            try:
+                self.start()
+                return self
+            except RuntimeError:
+                if attempt == 3 or "cannot listen on" not in self.log():
+                    raise
+                self.stop()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                open(self.logpath, "wb").close()
         return self
 
     def start(self):
@@ -111,7 +125,12 @@ class Correod:
         self.proc = subprocess.Popen([self.exe, "run", "-f", "-c", self.conf],
                                      stdout=self._log, stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: self.proc.poll() is not None or _accepts(self.port("smtp")),
+            # Listening means its own sockets: the supervisor logs that it
+            # started only after binding them all (a port held by someone
+            # else would accept too).
+            started = "started (pid %d)" % self.proc.pid
+            wait_until(lambda: self.proc.poll() is not None or
+                       (started in self.log() and _accepts(self.port("smtp"))),
                        timeout=15, what="correod to listen")
         except TimeoutError:
             self.stop()
