@@ -165,28 +165,6 @@ static size_t count_dir(const char *fmt, const char *a, const char *b)
     return n;
 }
 
-/* Wait for a child with a deadline; returns its wait status. */
-static int wait_child(pid_t pid, double timeout_s)
-{
-    double end = tu_now() + timeout_s;
-    int status;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-
-        assert_true(r >= 0);
-        if (r == pid)
-            return status;
-        if (tu_now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            fail_msg("child %ld did not finish in %.0f s", (long)pid, timeout_s);
-        }
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
@@ -1049,7 +1027,7 @@ static void deliver_from_fd(void **state)
     close(pfd[1]);
     assert_int_equal(maildir_deliver_fd(fx->inbox, pfd[0], NULL, &ref, &e), 0);
     close(pfd[0]);
-    assert_int_equal(wait_child(pid, 10), 0);
+    assert_int_equal(tu_wait_child(pid, 10), 0);
     p = only_message(fx->root);
     data = read_file(p, &got_len);
     assert_int_equal(got_len, big_len);
@@ -1183,7 +1161,7 @@ static void deliver_crashes_at_every_step(void **state)
             maildir_deliver(fx->inbox, msg_text, MSG_LEN, NULL, NULL, &e);
             _exit(1);   /* the step was never reached */
         }
-        status = wait_child(pid, 10);
+        status = tu_wait_child(pid, 10);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 42);
         /* Visible from the link on, and then always complete. */
@@ -1405,7 +1383,7 @@ static void move_crashes_at_every_step(void **state)
             maildir_move(fx->inbox, &ref, t.dst, NULL, &e);
             _exit(1);
         }
-        status = wait_child(pid, 10);
+        status = tu_wait_child(pid, 10);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 42);
         src_there = source_counts(fx->root);

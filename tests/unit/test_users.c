@@ -90,27 +90,6 @@ static char *make_hash(const char *prefix, const char *pw)
     return r;
 }
 
-static int wait_child(pid_t pid, double timeout_s)
-{
-    double end = tu_now() + timeout_s;
-    int status;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-
-        assert_true(r >= 0);
-        if (r == pid)
-            return status;
-        if (tu_now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            fail_msg("child %ld did not finish in %.0f s", (long)pid, timeout_s);
-        }
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
@@ -1020,7 +999,7 @@ static void edit_crashes_at_every_step(void **state)
             users_file_add(fx->users, "crash@example.test", "pw", &e);
             _exit(1);   /* the step was never reached */
         }
-        status = wait_child(pid, 30);
+        status = tu_wait_child(pid, 30);
         assert_true(WIFEXITED(status));
         if (WEXITSTATUS(status) == 1)
             break;
@@ -1102,7 +1081,7 @@ static void edit_waits_for_the_lock(void **state)
     free(data);
     assert_int_equal(flock(fd, LOCK_UN), 0);
     close(fd);
-    status = wait_child(pid, 30);
+    status = tu_wait_child(pid, 30);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     data = read_file(fx->users, NULL);

@@ -8,6 +8,8 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -44,4 +46,25 @@ double tu_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int tu_wait_child(pid_t pid, double timeout_s)
+{
+    double end = tu_now() + timeout_s;
+    int status;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+
+        assert_true(r >= 0);
+        if (r == pid)
+            return status;
+        if (tu_now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("child %ld did not finish in %.0f s", (long)pid, timeout_s);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
