@@ -90,6 +90,7 @@
 #include "tls.h"
 #include "tls_stream.h"
 #include "users.h"
+#include "fsutil.h"
 
 #define REPLY_LINE_MAX 4096         /* one reply line, CRLF included */
 #define REPLY_LINES_MAX 200
@@ -193,27 +194,6 @@ static void lower(char *s)
 
 /* ---- local delivery ----------------------------------------------------- */
 
-static int mkdir_p(const char *path, struct err *e)
-{
-    char *p = xstrdup(path);
-    size_t len = strlen(p);
-
-    for (size_t i = 1; i <= len; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        p[i] = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            err_sys(e, "cannot create %s", p);
-            free(p);
-            return -1;
-        }
-        if (i < len)
-            p[i] = '/';
-    }
-    free(p);
-    return 0;
-}
-
 /* Deliver msg (CRLF) into the Maildir at root with Return-Path and
  * Delivered-To in front and LF line ends. */
 static int maildir_put(const char *root, const char *return_path, const char *rcpt,
@@ -228,7 +208,7 @@ static int maildir_put(const char *root, const char *return_path, const char *rc
         char *p = xasprintf("%s/%s", root, subs[i]);
         struct stat st;
 
-        rc = stat(p, &st) == 0 ? 0 : mkdir_p(p, e);
+        rc = stat(p, &st) == 0 ? 0 : fs_mkdirs(p, 0700, e);
         free(p);
         if (rc < 0)
             return -1;

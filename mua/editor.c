@@ -13,32 +13,9 @@
 
 #include "mailcap.h"
 #include "xalloc.h"
+#include "fsutil.h"
 
 #define DRAFT_FILE_MAX (64u << 20)
-
-static int mkdir_p(const char *path, struct err *e)
-{
-    char *p = xstrdup(path);
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            err_sys(e, "cannot create %s", p);
-            free(p);
-            return -1;
-        }
-        *s = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-        err_sys(e, "cannot create %s", p);
-        free(p);
-        return -1;
-    }
-    free(p);
-    return 0;
-}
 
 int editor_drafts_dir(char **out, struct err *e)
 {
@@ -52,7 +29,7 @@ int editor_drafts_dir(char **out, struct err *e)
         dir = xasprintf("%s/.local/state/correo/drafts", home);
     else
         return err_set(e, ERR_INVAL, "neither $XDG_STATE_HOME nor $HOME is set");
-    if (mkdir_p(dir, e) < 0) {
+    if (fs_mkdirs(dir, 0700, e) < 0) {
         free(dir);
         return -1;
     }

@@ -30,6 +30,7 @@
 #include "child.h"
 #include "sanitize.h"
 #include "xalloc.h"
+#include "fsutil.h"
 
 #define STATE_MAGIC "correo-pop-state 1"
 #define STATE_FILE_MAX ((size_t)512 * 1024 * 1024)
@@ -917,30 +918,6 @@ char *fetch_state_dir(void)
     return NULL;
 }
 
-static int mkdirs(const char *path, struct err *e)
-{
-    char *p = xstrdup(path);
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-                err_sys(e, "mkdir %s", p);
-                free(p);
-                return -1;
-            }
-            *s = '/';
-        }
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-        err_sys(e, "mkdir %s", p);
-        free(p);
-        return -1;
-    }
-    free(p);
-    return 0;
-}
-
 /* A unique Maildir base name, "<sec>.M<usec>P<pid>F<n>.<host>": the "F"
  * (where lib/maildir's own names have "Q") keeps them apart from names that
  * module makes in the same process.  The host name and pid are looked up
@@ -1728,7 +1705,7 @@ static int fetch_one(struct run *r, const char *state_dir, struct err *e)
 
     if (open_folder(r, e) < 0)
         goto out;
-    if (mkdirs(state_dir, e) < 0)
+    if (fs_mkdirs(state_dir, 0700, e) < 0)
         goto out;
     state_path = fetch_state_path(state_dir, a);
     if (fetch_state_open(state_path, &r->st, e) < 0)
